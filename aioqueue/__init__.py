@@ -1,0 +1,70 @@
+"""aioqueue: an asyncio-native distributed task queue over RabbitMQ, Celery-compatible.
+
+The package is layered; a module imports only modules of the layers above it:
+
+1. vocabulary: ``exceptions``, ``message`` (the protocol v2 wire models),
+   ``serialization``, ``config``;
+2. transport: ``transport/`` (``base`` interface, ``memory``, ``amqp``: the only
+   module importing aio-pika);
+3. domain: ``routing``, ``signature``, ``result``, ``results/``, ``task``, ``canvas``;
+4. composition: ``app``;
+5. runtimes: ``worker/``; edges: ``cli``.
+
+This file only gathers the public names.
+"""
+
+from __future__ import annotations
+
+from ._version import __version__ as __version__
+from .app import App as App
+from .exceptions import AioQueueError as AioQueueError
+from .exceptions import ArgumentsError as ArgumentsError
+from .exceptions import BrokerConnectionError as BrokerConnectionError
+from .exceptions import BrokerError as BrokerError
+from .exceptions import ConfigurationError as ConfigurationError
+from .exceptions import ContentTypeError as ContentTypeError
+from .exceptions import DecodeError as DecodeError
+from .exceptions import EncodeError as EncodeError
+from .exceptions import MalformedMessageError as MalformedMessageError
+from .exceptions import MessageError as MessageError
+from .exceptions import PublishError as PublishError
+from .exceptions import ResultTimeoutError as ResultTimeoutError
+from .exceptions import TaskError as TaskError
+from .exceptions import TaskRevokedError as TaskRevokedError
+from .exceptions import TimeLimitExceeded as TimeLimitExceeded
+from .exceptions import UnknownTaskError as UnknownTaskError
+from .message import State as State
+from .result import AsyncResult as AsyncResult
+from .routing import Queue as Queue
+from .signature import Options as Options
+from .signature import Signature as Signature
+from .task import Task as Task
+from .worker import Worker as Worker
+
+__all__ = (
+    "AioQueueError",
+    "App",
+    "ArgumentsError",
+    "AsyncResult",
+    "BrokerConnectionError",
+    "BrokerError",
+    "ConfigurationError",
+    "ContentTypeError",
+    "DecodeError",
+    "EncodeError",
+    "MalformedMessageError",
+    "MessageError",
+    "Options",
+    "PublishError",
+    "Queue",
+    "ResultTimeoutError",
+    "Signature",
+    "State",
+    "Task",
+    "TaskError",
+    "TaskRevokedError",
+    "TimeLimitExceeded",
+    "UnknownTaskError",
+    "Worker",
+    "__version__",
+)

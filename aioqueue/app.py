@@ -1,0 +1,344 @@
+"""``App``: the task registry and composition root.
+
+An app holds its configuration, one transport, the codec and the result backend, and is
+an async context manager: ``async with App(...) as app`` connects, and leaving the block
+closes everything the app opened. Nothing happens at construction (no connection, no
+event loop, no signal handlers), so an app can be defined at import time in any module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterable
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
+
+from .config import amqp_url, broker_scheme, mask_url, result_backend_scheme
+from .exceptions import ConfigurationError
+from .message import TaskMessage, utc_now
+from .result import DEFAULT_EXCEPTION_MODULES, AsyncResult, ResultBackend
+from .results.disabled import DisabledBackend
+from .results.rpc import RpcBackend
+from .routing import Queue, delay_bucket_ms, delay_topology
+from .serialization import Codec
+from .signature import Options, Signature, build_message
+from .task import Task
+from .transport.amqp import AmqpTransport
+from .transport.base import Envelope, Transport
+from .transport.memory import MemoryTransport
+
+if TYPE_CHECKING:
+    from .worker.consumer import Worker
+
+__all__ = ("App",)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class App:
+    """An aioqueue application.
+
+    :param name: the app's name; names tasks defined in ``__main__``.
+    :param broker: ``amqp://user:pass@host:port/vhost``, ``amqps://...``, or
+        ``memory://`` (in-process, the default), or a :class:`Transport` instance that
+        the caller owns (shared by several apps in one process, e.g. in tests).
+    :param result_backend: ``rpc://`` (results travel to the caller's reply queue), or
+        ``None`` to disable results.
+    :param default_queue: where tasks go without a ``queue`` option.
+    :param accept_pickle: let workers accept pickle bodies (unsafe; warns).
+    :param exception_modules: modules whose exception types a failed task raises again
+        on the caller as themselves; builtins, asyncio and aioqueue's own are always
+        allowed, as are the modules that define this app's tasks.
+    :param publish_timeout: seconds a publish may wait for a lost connection to return.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        broker: str | Transport = "memory://",
+        result_backend: str | None = "rpc://",
+        default_queue: str = "celery",
+        accept_pickle: bool = False,
+        exception_modules: Iterable[str] = (),
+        publish_timeout: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.default_queue = default_queue
+        self.codec = Codec(accept_pickle=accept_pickle)
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._exception_modules = frozenset(exception_modules) | DEFAULT_EXCEPTION_MODULES
+        if isinstance(broker, str):
+            self.broker_url = broker
+            self.transport = _make_transport(broker, name, publish_timeout)
+            self._owns_transport = True
+        else:
+            self.broker_url = f"{type(broker).__name__}()"
+            self.transport = broker
+            self._owns_transport = False
+        self.result_backend_url = result_backend
+        self.results: ResultBackend
+        self._rpc: RpcBackend | None = None
+        if result_backend_scheme(result_backend) == "rpc":
+            self._rpc = RpcBackend(
+                self.transport, self.codec, exception_modules=self.exception_modules
+            )
+            self.results = self._rpc
+        else:
+            self.results = DisabledBackend(self.exception_modules)
+        self._declared: set[str] = set()
+        self._declaring = asyncio.Lock()
+        self._connected = False
+
+    def __repr__(self) -> str:
+        return f"<App {self.name} broker={mask_url(self.broker_url)}>"
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        ignore_result: bool | None = None,
+        time_limit: float | None = None,
+    ) -> _TaskDecorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        ignore_result: bool | None = None,
+        time_limit: float | None = None,
+    ) -> Task[Any, Any] | _TaskDecorator:
+        """Register ``fn`` as a task: ``@app.task`` or ``@app.task(name=..., queue=...)``.
+
+        :param name: the registered name (default ``module.function``).
+        :param queue: the task's default queue.
+        :param ignore_result: the worker sends no result by default.
+        :param time_limit: default hard time limit in seconds.
+        :raises ConfigurationError: another function is registered under that name.
+        """
+        options = Options(queue=queue, ignore_result=ignore_result, time_limit=time_limit)
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            task_name = name or self._default_name(func)
+            existing = self.tasks.get(task_name)
+            if existing is not None and existing.fn is not func:
+                raise ConfigurationError(f"a task named {task_name!r} is already registered")
+            task: Task[Any, Any] = Task(self, func, name=task_name, options=options)
+            self.tasks[task_name] = task
+            return task
+
+        return register(fn) if fn is not None else _TaskDecorator(register)
+
+    def _default_name(self, fn: Callable[..., Any]) -> str:
+        module = fn.__module__
+        if module == "__main__":
+            module = self.name
+        return f"{module}.{fn.__qualname__}"
+
+    def exception_modules(self) -> frozenset[str]:
+        """Modules whose exception types are rebuilt on the caller (see the class doc)."""
+        return self._exception_modules | {t.fn.__module__ for t in self.tasks.values()}
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def connect(self) -> None:
+        """Connect to the broker (idempotent).
+
+        :raises BrokerConnectionError: the broker cannot be reached.
+        """
+        if not self._connected:
+            await self.transport.connect()
+            self._connected = True
+
+    async def aclose(self) -> None:
+        """Close the result backend and, if the app made it, the transport."""
+        if self._rpc is not None:
+            await self._rpc.aclose()
+        if self._owns_transport:
+            await self.transport.aclose()
+        self._connected = False
+        self._declared.clear()
+
+    def worker(
+        self,
+        queues: Iterable[str | Queue] | None = None,
+        *,
+        concurrency: int = 100,
+        prefetch: int | None = None,
+        shutdown_timeout: float = 30.0,
+    ) -> Worker:
+        """A worker for this app, to use as ``async with app.worker(...):``.
+
+        See :class:`aioqueue.Worker` for the parameters.
+        """
+        from .worker.consumer import Worker  # the worker layer sits above the app
+
+        return Worker(
+            self,
+            queues=queues,
+            concurrency=concurrency,
+            prefetch=prefetch,
+            shutdown_timeout=shutdown_timeout,
+        )
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def send(self, sig: Signature[R]) -> AsyncResult[R]:
+        """Send one signature as a task message and return its promise.
+
+        :raises PublishError: the broker did not confirm the message.
+        :raises EncodeError: an argument is not serialisable.
+        """
+        await self.connect()
+        reply_to = None
+        if not sig.options.ignore_result and self._rpc is not None:
+            await self._rpc.start()
+            reply_to = self._rpc.reply_to
+        message = build_message(sig, reply_to=reply_to)
+        await self.publish(message, sig.options)
+        return AsyncResult(message.id, self.results)
+
+    async def send_task(
+        self,
+        name: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: float | datetime | None = None,
+        priority: int | None = None,
+        ignore_result: bool | None = None,
+        task_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> AsyncResult[Any]:
+        """Send a task known only by its name (it need not be registered here).
+
+        The options are described on :class:`~aioqueue.Options`.
+        """
+        options = Options(
+            queue=queue,
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            priority=priority,
+            ignore_result=ignore_result,
+            task_id=task_id,
+            headers=headers,
+        )
+        return await self.send(Signature(name, tuple(args), dict(kwargs or {}), options))
+
+    def envelope(self, message: TaskMessage) -> Envelope:
+        """The wire form of a task message."""
+        return Envelope(
+            body=self.codec.encode(message.body()),
+            headers=message.headers(),
+            content_type=self.codec.content_type,
+            content_encoding=self.codec.content_encoding,
+            correlation_id=message.id,
+            reply_to=message.reply_to,
+            priority=message.priority,
+        )
+
+    async def publish(self, message: TaskMessage, options: Options = Options()) -> None:
+        """Publish a built task message where ``options`` route it, delayed if not due.
+
+        :raises PublishError: the broker did not confirm the message.
+        """
+        await self.publish_envelope(self.envelope(message), message.eta, options)
+
+    async def publish_envelope(
+        self, envelope: Envelope, eta: datetime | None, options: Options
+    ) -> None:
+        """Publish an encoded task message (see :meth:`publish`)."""
+        queue = options.queue or self.default_queue
+        exchange, routing_key = "", queue
+        if options.exchange is not None:
+            exchange, routing_key = options.exchange, options.routing_key or queue
+        else:
+            await self.declare(Queue(queue))
+        bucket = None
+        if eta is not None:
+            bucket = delay_bucket_ms((eta - utc_now()).total_seconds() * 1000)
+        if bucket is not None and exchange == "":
+            await self.declare_delay(bucket)
+            exchange = f"{delay_topology(bucket)[0].name}"
+        await self.transport.publish(
+            envelope, exchange=exchange, routing_key=routing_key, mandatory=True
+        )
+
+    async def declare(self, queue: Queue) -> None:
+        """Declare a queue's exchange, the queue, its ``.dlq`` and the binding, once."""
+        if queue.name in self._declared:
+            return
+        async with self._declaring:
+            if queue.name in self._declared:
+                return
+            exchange, specs, binding = queue.topology()
+            await self.transport.declare_exchange(exchange)
+            for spec in specs:
+                await self.transport.declare_queue(spec)
+            await self.transport.bind(binding)
+            self._declared.add(queue.name)
+
+    async def declare_delay(self, bucket_ms: int) -> None:
+        """Declare one delay bucket (see ``aioqueue.routing``), once."""
+        exchange, spec, binding = delay_topology(bucket_ms)
+        if spec.name in self._declared:
+            return
+        async with self._declaring:
+            await self.transport.declare_exchange(exchange)
+            await self.transport.declare_queue(spec)
+            await self.transport.bind(binding)
+            self._declared.add(spec.name)
+
+
+class _TaskDecorator:
+    """What ``@app.task(...)`` with options returns: keeps ``P`` and ``R`` for mypy."""
+
+    def __init__(self, register: Callable[[Callable[..., Any]], Task[Any, Any]]) -> None:
+        self._register = register
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    def __call__(self, fn: Callable[..., Any], /) -> Task[Any, Any]:
+        return self._register(fn)
+
+
+def _make_transport(url: str, name: str, publish_timeout: float) -> Transport:
+    if broker_scheme(url) == "memory":
+        return MemoryTransport()
+    return AmqpTransport(amqp_url(url), publish_timeout=publish_timeout, connection_name=name)
+

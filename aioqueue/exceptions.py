@@ -1,0 +1,144 @@
+"""The aioqueue error tree.
+
+Every error aioqueue raises derives from :class:`AioQueueError`::
+
+    AioQueueError
+    ├── ConfigurationError            bad URL, unknown scheme, invalid option
+    ├── BrokerError                   the broker refused or lost something
+    │   ├── BrokerConnectionError     (also ConnectionError) cannot reach / lost the broker
+    │   └── PublishError              a publish was not confirmed (nack, returned, closed)
+    ├── MessageError                  a message that cannot be processed (dead-lettered)
+    │   ├── DecodeError               body is not valid for its content type
+    │   ├── ContentTypeError          content type not accepted (pickle unless enabled, ...)
+    │   ├── MalformedMessageError     decodes, but is not a protocol v2 task message
+    │   ├── UnknownTaskError          no task registered under that name
+    │   └── ArgumentsError            (also TypeError) args/kwargs do not fit the task
+    ├── EncodeError                   a value cannot be serialised (a task's result, arguments)
+    ├── ResultTimeoutError            (also TimeoutError) a result did not arrive in time
+    ├── TaskError                     a task failed remotely and its exception cannot be rebuilt
+    ├── TaskRevokedError              a task expired or was revoked before it ran
+    └── TimeLimitExceeded             (also TimeoutError) a task ran past its hard time limit
+
+The exceptions a user's task raises are never wrapped on the worker: they travel as
+Celery's ``exc_type``/``exc_message``/``exc_module`` and, on the caller, are raised again
+as the same type when that type is allowed (see ``App(exception_modules=...)``), else as
+:class:`TaskError`.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "AioQueueError",
+    "ArgumentsError",
+    "BrokerConnectionError",
+    "BrokerError",
+    "ConfigurationError",
+    "ContentTypeError",
+    "DecodeError",
+    "EncodeError",
+    "MalformedMessageError",
+    "MessageError",
+    "PublishError",
+    "ResultTimeoutError",
+    "TaskError",
+    "TaskRevokedError",
+    "TimeLimitExceeded",
+    "UnknownTaskError",
+)
+
+
+class AioQueueError(Exception):
+    """Root of every error aioqueue raises.
+
+    ``except aioqueue.AioQueueError`` catches all of them; task exceptions re-raised on
+    the caller keep their own type.
+    """
+
+
+class ConfigurationError(AioQueueError):
+    """Raised at construction when a URL, option or name is invalid."""
+
+
+class BrokerError(AioQueueError):
+    """Raised when the broker refuses an operation or a channel fails."""
+
+
+class BrokerConnectionError(BrokerError, ConnectionError):
+    """Raised when the broker cannot be reached, or the connection was lost for good."""
+
+
+class PublishError(BrokerError):
+    """Raised when the broker did not confirm a publish (nack, unroutable, channel closed)."""
+
+
+class MessageError(AioQueueError):
+    """Raised (and the message dead-lettered) when a delivery cannot be processed."""
+
+
+class DecodeError(MessageError):
+    """Raised when a message body is not valid for its declared content type."""
+
+
+class ContentTypeError(MessageError):
+    """Raised when a message's content type is not accepted (pickle unless enabled)."""
+
+
+class MalformedMessageError(MessageError):
+    """Raised when a message decodes but is not a Celery protocol v2 task message."""
+
+
+class UnknownTaskError(MessageError):
+    """Raised when a message names a task that is not registered on this worker."""
+
+
+class ArgumentsError(MessageError, TypeError):
+    """Raised when a message's args/kwargs do not fit the task's signature."""
+
+
+class EncodeError(AioQueueError):
+    """Raised when a value (a task's arguments or result) cannot be serialised."""
+
+
+class ResultTimeoutError(AioQueueError, TimeoutError):
+    """Raised by ``AsyncResult.get(timeout=...)`` when no final state arrived in time."""
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        super().__init__(f"task {task_id} did not finish within {timeout:g} s")
+        self.task_id = task_id
+        self.timeout = timeout
+
+
+class TaskError(AioQueueError):
+    """Raised on the caller for a remote failure whose exception type cannot be rebuilt.
+
+    :param exc_type: the remote exception's type name, e.g. ``"CustomError"``.
+    :param exc_module: the module that defined it, e.g. ``"myapp.errors"``.
+    :param message: ``str()`` of the remote exception.
+    :param remote_traceback: the formatted traceback from the worker, or ``None``.
+    """
+
+    def __init__(
+        self,
+        exc_type: str,
+        message: str,
+        *,
+        exc_module: str | None = None,
+        remote_traceback: str | None = None,
+    ) -> None:
+        super().__init__(f"{exc_type}: {message}")
+        self.exc_type = exc_type
+        self.exc_module = exc_module
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+
+class TaskRevokedError(AioQueueError):
+    """Raised on the caller when the task expired or was revoked before it ran."""
+
+
+class TimeLimitExceeded(AioQueueError, TimeoutError):
+    """Raised in a task (and re-raised on its caller) when it ran past its hard time limit.
+
+    A sync task's thread cannot be interrupted: the worker stops waiting for it and
+    reports the failure, but the thread runs on until the function returns.
+    """

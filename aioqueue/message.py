@@ -1,0 +1,228 @@
+"""Wire models: Celery task message protocol v2 and the ``rpc://`` result body.
+
+A task message is three things on the wire (see CELERY_PROTOCOL.md): AMQP properties
+(``correlation_id`` = task id, ``reply_to``, ``priority``), about twenty headers that are
+always present (``null`` where unset), and a JSON body ``[args, kwargs, embed]``.
+:class:`TaskMessage` holds all of it as one frozen model; :meth:`TaskMessage.headers`
+and :meth:`TaskMessage.body` produce the wire form, :meth:`TaskMessage.from_wire` reads
+it back and raises :class:`~aioqueue.exceptions.MalformedMessageError` naming the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .exceptions import MalformedMessageError
+
+__all__ = ("ResultMessage", "State", "TaskMessage", "new_id")
+
+_ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
+
+# The headers every protocol v2 message carries; anything else is a user header.
+_KNOWN_HEADERS = frozenset(
+    {
+        "lang",
+        "task",
+        "id",
+        "shadow",
+        "eta",
+        "expires",
+        "group",
+        "group_index",
+        "retries",
+        "timelimit",
+        "root_id",
+        "parent_id",
+        "argsrepr",
+        "kwargsrepr",
+        "origin",
+        "ignore_result",
+        "replaced_task_nesting",
+        "stamped_headers",
+        "stamps",
+    }
+)
+
+
+def new_id() -> str:
+    """Return a fresh task id (a UUID4 string, as Celery uses)."""
+    return str(uuid.uuid4())
+
+
+class State(StrEnum):
+    """Task states as Celery names them."""
+
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    RETRY = "RETRY"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    REVOKED = "REVOKED"
+
+    @property
+    def ready(self) -> bool:
+        """True for the final states (the task will not change state again)."""
+        return self in (State.SUCCESS, State.FAILURE, State.REVOKED)
+
+
+Embed = dict[str, Any]
+
+
+class TaskMessage(BaseModel):
+    """One task invocation, exactly as Celery protocol v2 carries it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    task: str
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    callbacks: list[Embed] | None = None
+    errbacks: list[Embed] | None = None
+    chain: list[Embed] | None = None
+    chord: Embed | None = None
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    group_index: int | None = None
+    shadow: str | None = None
+    eta: datetime | None = None
+    expires: datetime | None = None
+    retries: int = 0
+    timelimit: tuple[float | None, float | None] = (None, None)
+    origin: str = _ORIGIN
+    ignore_result: bool = False
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
+    replaced_task_nesting: int = 0
+    stamped_headers: list[str] | None = None
+    stamps: dict[str, Any] = Field(default_factory=dict)
+    extra_headers: dict[str, Any] = Field(default_factory=dict)
+    reply_to: str | None = None
+    priority: int | None = None
+
+    def headers(self) -> dict[str, Any]:
+        """The AMQP headers table: every protocol v2 key, then the user's extra headers."""
+        headers: dict[str, Any] = {
+            "lang": "py",
+            "task": self.task,
+            "id": self.id,
+            "shadow": self.shadow,
+            "eta": _iso(self.eta),
+            "expires": _iso(self.expires),
+            "group": self.group,
+            "group_index": self.group_index,
+            "retries": self.retries,
+            "timelimit": list(self.timelimit),
+            "root_id": self.root_id or self.id,
+            "parent_id": self.parent_id,
+            "argsrepr": self.argsrepr if self.argsrepr is not None else repr(tuple(self.args)),
+            "kwargsrepr": self.kwargsrepr if self.kwargsrepr is not None else repr(self.kwargs),
+            "origin": self.origin,
+            "ignore_result": self.ignore_result,
+            "replaced_task_nesting": self.replaced_task_nesting,
+            "stamped_headers": self.stamped_headers,
+            "stamps": self.stamps,
+        }
+        headers.update(self.extra_headers)
+        return headers
+
+    def body(self) -> list[Any]:
+        """The body value ``[args, kwargs, embed]`` (before serialisation)."""
+        embed = {
+            "callbacks": self.callbacks,
+            "errbacks": self.errbacks,
+            "chain": self.chain,
+            "chord": self.chord,
+        }
+        return [self.args, self.kwargs, embed]
+
+    @classmethod
+    def from_wire(
+        cls,
+        headers: dict[str, Any],
+        body: Any,
+        *,
+        reply_to: str | None = None,
+        priority: int | None = None,
+    ) -> TaskMessage:
+        """Build a message from decoded headers and body.
+
+        :raises MalformedMessageError: the headers or body are not protocol v2; the
+            message names the field at fault.
+        """
+        if not isinstance(headers.get("task"), str) or not isinstance(headers.get("id"), str):
+            raise MalformedMessageError(
+                "not a protocol v2 task message: headers 'task' and 'id' must be strings"
+            )
+        if not (isinstance(body, list | tuple) and len(body) == 3):
+            raise MalformedMessageError(
+                f"task {headers['task']!r}: body must be [args, kwargs, embed], "
+                f"got {type(body).__name__}"
+                + (f" of length {len(body)}" if isinstance(body, list | tuple) else "")
+            )
+        args, kwargs, embed = body
+        if embed is None:
+            embed = {}
+        if not isinstance(embed, dict):
+            raise MalformedMessageError(f"task {headers['task']!r}: embed must be an object")
+        fields = {k: v for k, v in headers.items() if k in _KNOWN_HEADERS and k != "lang"}
+        extra = {k: v for k, v in headers.items() if k not in _KNOWN_HEADERS}
+        try:
+            return cls(
+                args=args,
+                kwargs=kwargs,
+                callbacks=embed.get("callbacks"),
+                errbacks=embed.get("errbacks"),
+                chain=embed.get("chain"),
+                chord=embed.get("chord"),
+                extra_headers=extra,
+                reply_to=reply_to or None,
+                priority=priority,
+                **{k: v for k, v in fields.items() if v is not None},
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise MalformedMessageError(f"task {headers['task']!r}: {problems}") from None
+
+
+class ResultMessage(BaseModel):
+    """A task state as the ``rpc://`` backend sends it to the caller's reply queue."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    status: State
+    result: Any = None
+    traceback: str | None = None
+    children: list[Any] = Field(default_factory=list)
+    date_done: datetime | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The body value in Celery's key order."""
+        return {
+            "status": self.status.value,
+            "result": self.result,
+            "traceback": self.traceback,
+            "children": self.children,
+            "date_done": _iso(self.date_done),
+            "task_id": self.task_id,
+        }
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

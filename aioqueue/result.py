@@ -1,0 +1,143 @@
+"""Promises for task outcomes: :class:`AsyncResult` and the :class:`ResultBackend` seam.
+
+An :class:`AsyncResult` is awaitable: ``await result`` is ``await result.get()``. It
+reads states through a :class:`ResultBackend` (``results/rpc.py`` over the reply queue).
+A remote failure is raised again as its own exception type when that type is allowed
+(:func:`rebuild_exception`), else as :class:`~aioqueue.exceptions.TaskError`; either way
+the remote traceback is attached as a note.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+from collections.abc import Generator, Iterable
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+from .exceptions import TaskError, TaskRevokedError
+from .message import ResultMessage, State
+
+__all__ = ("AsyncResult", "ResultBackend", "rebuild_exception")
+
+R = TypeVar("R")
+
+# Exception types from these modules are rebuilt on the caller by default.
+DEFAULT_EXCEPTION_MODULES = frozenset({"builtins", "asyncio.exceptions", "aioqueue.exceptions"})
+
+
+class ResultBackend(Protocol):
+    """Where task states arrive for the caller."""
+
+    def state(self, task_id: str) -> ResultMessage | None:
+        """The latest state seen for ``task_id``, without waiting."""
+        ...
+
+    async def wait(self, task_id: str, timeout: float | None) -> ResultMessage:
+        """Wait for the final state of ``task_id``.
+
+        :raises ResultTimeoutError: no final state within ``timeout`` seconds.
+        """
+        ...
+
+    def forget(self, task_id: str) -> None:
+        """Drop what is kept for ``task_id``."""
+
+    def rebuild(self, message: ResultMessage) -> BaseException:
+        """The exception to raise for a FAILURE or REVOKED state."""
+        ...
+
+
+class AsyncResult(Generic[R]):
+    """The promise of a task's result.
+
+    :param task_id: the task's id.
+    :param backend: where its states arrive.
+    :param parent: the result of the previous step, for chains.
+    """
+
+    __slots__ = ("_backend", "_final", "id", "parent")
+
+    def __init__(
+        self, task_id: str, backend: ResultBackend, *, parent: AsyncResult[Any] | None = None
+    ) -> None:
+        self.id = task_id
+        self.parent = parent
+        self._backend = backend
+        self._final: ResultMessage | None = None
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult {self.id}>"
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self.get().__await__()
+
+    async def get(self, timeout: float | None = None, *, propagate: bool = True) -> R:
+        """Wait for the task to finish and return its result.
+
+        :param timeout: seconds to wait; ``None`` waits forever.
+        :param propagate: raise the task's exception on failure (else return it).
+        :raises ResultTimeoutError: (a ``TimeoutError``) with the task id, on timeout.
+        :raises TaskRevokedError: the task expired or was revoked.
+        :raises Exception: the task's own exception, or ``TaskError``.
+        """
+        if self._final is None:
+            self._final = await self._backend.wait(self.id, timeout)
+            self._backend.forget(self.id)
+        final = self._final
+        if final.status is State.SUCCESS:
+            return cast(R, final.result)
+        exc = self._backend.rebuild(final)
+        if propagate:
+            raise exc
+        return cast(R, exc)
+
+    async def status(self) -> State:
+        """The latest known state: PENDING until the worker reports one."""
+        if self._final is not None:
+            return self._final.status
+        seen = self._backend.state(self.id)
+        return seen.status if seen is not None else State.PENDING
+
+    async def ready(self) -> bool:
+        """True once the task has finished (success, failure or revoked)."""
+        return (await self.status()).ready
+
+    async def successful(self) -> bool:
+        """True once the task has finished successfully."""
+        return await self.status() is State.SUCCESS
+
+
+def rebuild_exception(message: ResultMessage, allowed_modules: Iterable[str]) -> BaseException:
+    """The exception a FAILURE (or REVOKED) result stands for.
+
+    The remote type is used only when its module is in ``allowed_modules`` and is already
+    imported (nothing is imported on behalf of a message), it subclasses ``Exception``,
+    and it can be built from ``exc_message``. Otherwise a :class:`TaskError` carries the
+    type name, message and remote traceback.
+    """
+    if message.status is State.REVOKED:
+        return TaskRevokedError(f"task {message.task_id} was revoked: {message.result}")
+    info = message.result if isinstance(message.result, dict) else {}
+    exc_type = str(info.get("exc_type", "Exception"))
+    exc_module = info.get("exc_module")
+    raw_args = info.get("exc_message", [])
+    args = list(raw_args) if isinstance(raw_args, list | tuple) else [raw_args]
+    exc: BaseException | None = None
+    allowed = set(allowed_modules)
+    if exc_module in allowed:
+        module = builtins if exc_module == "builtins" else sys.modules.get(str(exc_module))
+        cls = getattr(module, exc_type, None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            try:
+                exc = cls(*args)
+            except Exception:
+                exc = None
+    if exc is None:
+        text = ", ".join(str(a) for a in args)
+        exc = TaskError(
+            exc_type, text, exc_module=exc_module, remote_traceback=message.traceback
+        )
+    if message.traceback:
+        exc.add_note(f"Remote traceback (task {message.task_id}):\n{message.traceback}")
+    return exc
+

@@ -1,0 +1,144 @@
+"""The ``rpc://`` result backend: states arrive on this client's own reply queue.
+
+Every task message this client sends carries ``reply_to`` = the reply queue and
+``correlation_id`` = the task id; the worker publishes each state there. The queue is
+durable with ``x-expires`` rather than exclusive, so states published while this client
+is reconnecting wait for it; RabbitMQ deletes the queue once the client has been gone
+for ``reply_queue_expires`` seconds, and :meth:`RpcBackend.aclose` deletes it at once.
+
+Waiters are futures keyed by task id; :meth:`RpcBackend.aclose` fails the pending ones,
+so no caller hangs on a closed client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+from pydantic import ValidationError
+
+from ..exceptions import AioQueueError, BrokerConnectionError, MessageError, ResultTimeoutError
+from ..message import ResultMessage
+from ..result import rebuild_exception
+from ..serialization import Codec
+from ..transport.base import Consumer, Delivery, QueueSpec, Transport
+
+__all__ = ("RpcBackend",)
+
+log = logging.getLogger("aioqueue.results")
+
+
+class RpcBackend:
+    """Result backend over a per-client reply queue.
+
+    :param transport: the connected transport to consume from.
+    :param codec: decodes result bodies.
+    :param exception_modules: modules whose exception types are rebuilt on failure.
+    :param max_unclaimed: final states kept for results nobody has asked for yet;
+        beyond it the oldest are dropped (with a warning).
+    :param reply_queue_expires: seconds RabbitMQ keeps the queue after this client left.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        codec: Codec,
+        *,
+        exception_modules: Callable[[], Iterable[str]],
+        max_unclaimed: int = 100_000,
+        reply_queue_expires: float = 600.0,
+    ) -> None:
+        self.reply_to = f"aioqueue.reply.{uuid.uuid4()}"
+        self._transport = transport
+        self._codec = codec
+        self._exception_modules = exception_modules
+        self._max_unclaimed = max_unclaimed
+        self._expires_ms = int(reply_queue_expires * 1000)
+        self._states: OrderedDict[str, ResultMessage] = OrderedDict()
+        self._waiters: dict[str, asyncio.Future[ResultMessage]] = {}
+        self._consumer: Consumer | None = None
+        self._starting: asyncio.Lock = asyncio.Lock()
+        self._closed = False
+
+    async def start(self) -> None:
+        """Declare the reply queue and start consuming it (idempotent)."""
+        async with self._starting:
+            if self._consumer is not None:
+                return
+            if self._closed:
+                raise BrokerConnectionError("result backend is closed")
+            spec = QueueSpec(self.reply_to, arguments={"x-expires": self._expires_ms})
+            await self._transport.declare_queue(spec)
+            self._consumer = await self._transport.consume(
+                self.reply_to, self._on_delivery, prefetch=1000
+            )
+
+    async def aclose(self) -> None:
+        """Stop consuming, delete the reply queue and fail every pending waiter."""
+        self._closed = True
+        consumer, self._consumer = self._consumer, None
+        for future in self._waiters.values():
+            if not future.done():
+                future.set_exception(BrokerConnectionError("the app was closed"))
+        self._waiters.clear()
+        if consumer is not None:
+            try:
+                await consumer.cancel()
+                await self._transport.delete_queue(self.reply_to)
+            except AioQueueError as exc:
+                log.debug("reply queue cleanup: %s", exc)
+
+    def state(self, task_id: str) -> ResultMessage | None:
+        return self._states.get(task_id)
+
+    async def wait(self, task_id: str, timeout: float | None) -> ResultMessage:
+        seen = self._states.get(task_id)
+        if seen is not None and seen.status.ready:
+            return seen
+        if self._closed:
+            raise BrokerConnectionError("the app was closed")
+        future = self._waiters.get(task_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiters[task_id] = future
+        try:
+            # shield: a waiter that times out leaves the future to later waiters.
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            raise ResultTimeoutError(task_id, timeout or 0.0) from None
+
+    def forget(self, task_id: str) -> None:
+        self._states.pop(task_id, None)
+
+    def rebuild(self, message: ResultMessage) -> BaseException:
+        return rebuild_exception(message, self._exception_modules())
+
+    async def _on_delivery(self, delivery: Delivery) -> None:
+        try:
+            self._accept(delivery)
+        except MessageError as exc:
+            log.error("dropping unreadable result on %s: %s", self.reply_to, exc)
+        await delivery.ack()
+
+    def _accept(self, delivery: Delivery) -> None:
+        envelope = delivery.envelope
+        body = self._codec.decode(envelope.body, envelope.content_type)
+        if isinstance(body, dict) and "task_id" not in body and envelope.correlation_id:
+            body = {**body, "task_id": envelope.correlation_id}
+        try:
+            message = ResultMessage.model_validate(body)
+        except ValidationError as exc:
+            raise MessageError(f"not a result message: {exc.errors()[0]['msg']}") from None
+        # Every state is kept until the caller reads it (AsyncResult.get forgets it):
+        # the final one may arrive before anybody waits, or after a waiter timed out.
+        self._states[message.task_id] = message
+        if message.status.ready:
+            future = self._waiters.pop(message.task_id, None)
+            if future is not None and not future.done():
+                future.set_result(message)
+        while len(self._states) > self._max_unclaimed:
+            dropped, _ = self._states.popitem(last=False)
+            log.warning("dropping unclaimed result of task %s (max_unclaimed reached)", dropped)

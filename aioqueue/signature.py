@@ -1,0 +1,166 @@
+"""Send options and signatures: what to call, with what, and how to send it.
+
+:class:`Options` groups the keyword-only send options (queue, countdown, eta, expires,
+priority, ...); task arguments never share their namespace. :class:`Signature` is a frozen
+value naming a task, its arguments and its options, serialised exactly as Celery embeds
+signatures. :func:`build_message` is the pure step from a signature to a protocol v2
+:class:`~aioqueue.message.TaskMessage`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from .exceptions import ConfigurationError
+from .message import TaskMessage, new_id, utc_now
+
+__all__ = ("Options", "Signature", "build_message")
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """How a task is sent. Every field is optional; ``None`` means "the default".
+
+    :param queue: the queue to route to (default: the task's queue, else the app's).
+    :param exchange: publish to this exchange instead of the queue's (with ``routing_key``).
+    :param routing_key: routing key for ``exchange``.
+    :param countdown: seconds from now before the task may run.
+    :param eta: the earliest time the task may run (timezone-aware).
+    :param expires: seconds from now, or a time, after which the task is not run.
+    :param priority: AMQP priority 0-255 (needs a queue with ``x-max-priority``).
+    :param ignore_result: the worker sends no result.
+    :param task_id: use this id instead of a fresh UUID.
+    :param time_limit: hard limit in seconds; the task is cancelled after it.
+    :param soft_time_limit: soft limit in seconds (carried for Celery workers).
+    :param headers: extra message headers.
+    :param shadow: another name for the task in logs.
+    """
+
+    queue: str | None = None
+    exchange: str | None = None
+    routing_key: str | None = None
+    countdown: float | None = None
+    eta: datetime | None = None
+    expires: float | datetime | None = None
+    priority: int | None = None
+    ignore_result: bool | None = None
+    task_id: str | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    headers: dict[str, Any] | None = None
+    shadow: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.countdown is not None and self.eta is not None:
+            raise ConfigurationError("give countdown or eta, not both")
+        if self.eta is not None and self.eta.tzinfo is None:
+            raise ConfigurationError("eta must be timezone-aware")
+        if self.priority is not None and not 0 <= self.priority <= 255:
+            raise ConfigurationError(f"priority must be 0-255, got {self.priority}")
+
+    def merged(self, other: Options) -> Options:
+        """These options with every field ``other`` sets taken from ``other``."""
+        changes = {f.name: getattr(other, f.name) for f in fields(other)}
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that are set, as Celery's signature ``options`` object."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Options:
+        """Read Celery's ``options`` object, ignoring keys aioqueue does not use."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("eta", "expires"):
+            if isinstance(values.get(key), str):
+                values[key] = datetime.fromisoformat(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature(Generic[R]):
+    """A task call as a value: name, arguments, options.
+
+    ``immutable`` signatures (``task.si(...)``) ignore the previous result in a chain;
+    the others (``task.s(...)``) receive it as their first argument.
+    """
+
+    task: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=Options)
+    immutable: bool = False
+
+    def with_options(self, **options: Any) -> Signature[R]:
+        """A copy with these send options set (see :class:`Options`)."""
+        return replace(self, options=self.options.merged(Options(**options)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Celery's embedded-signature object."""
+        return {
+            "task": self.task,
+            "args": list(self.args),
+            "kwargs": dict(self.kwargs),
+            "options": self.options.to_dict(),
+            "subtask_type": None,
+            "immutable": self.immutable,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Signature[Any]:
+        """Read Celery's embedded-signature object."""
+        return cls(
+            task=data["task"],
+            args=tuple(data.get("args") or ()),
+            kwargs=dict(data.get("kwargs") or {}),
+            options=Options.from_dict(data.get("options") or {}),
+            immutable=bool(data.get("immutable", False)),
+        )
+
+
+def build_message(
+    sig: Signature[Any],
+    *,
+    reply_to: str | None,
+    now: datetime | None = None,
+    **fields: Any,
+) -> TaskMessage:
+    """The protocol v2 message for ``sig`` (pure; ``now`` is injectable for tests).
+
+    Extra keyword arguments set :class:`TaskMessage` fields directly (``root_id``,
+    ``parent_id``, ``group``, ``chain``, ...).
+    """
+    opts = sig.options
+    now = now or utc_now()
+    eta = opts.eta
+    if opts.countdown is not None:
+        eta = now + timedelta(seconds=opts.countdown)
+    expires = opts.expires
+    if isinstance(expires, int | float):
+        expires = now + timedelta(seconds=expires)
+    return TaskMessage(
+        id=opts.task_id or new_id(),
+        task=sig.task,
+        args=list(sig.args),
+        kwargs=dict(sig.kwargs),
+        eta=eta,
+        expires=expires,
+        timelimit=(opts.time_limit, opts.soft_time_limit),
+        ignore_result=bool(opts.ignore_result),
+        shadow=opts.shadow,
+        priority=opts.priority,
+        extra_headers=dict(opts.headers or {}),
+        reply_to=reply_to,
+        **fields,
+    )

@@ -1,0 +1,310 @@
+"""RabbitMQ over AMQP 0-9-1 through aio-pika: the only module that imports aio-pika.
+
+Connections are aio-pika's robust connections: after a loss they reconnect with a fixed
+interval and restore channels, declared queues, bindings and consumers. What was
+delivered but not acked on the lost channel is redelivered by the broker, so a delivery
+whose ack fails for that reason is logged and left to the redelivery. A publish that
+fails because the connection is down waits for the reconnection and is retried within
+``publish_timeout``: at-least-once, never silently dropped.
+
+Channels: one for declarations and publishes (publisher confirms on, unroutable
+mandatory messages raised), and one per consumer so that each has its own per-consumer
+QoS (``basic.qos`` with global=false; global QoS is being withdrawn from RabbitMQ).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aio_pika
+import aiormq
+import aiormq.exceptions
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from ..config import mask_url
+from ..exceptions import BrokerConnectionError, BrokerError, PublishError
+from .base import Binding, Envelope, ExchangeSpec, Handler, QueueSpec
+
+__all__ = ("AmqpTransport",)
+
+log = logging.getLogger("aioqueue.transport")
+
+# Most specific first: the first matching row decides.
+_ERROR_MAP: tuple[tuple[type[BaseException], type[BrokerError]], ...] = (
+    (aiormq.exceptions.PublishError, PublishError),
+    (aiormq.exceptions.DeliveryError, PublishError),
+    (aiormq.exceptions.AMQPConnectionError, BrokerConnectionError),
+    (aiormq.exceptions.ChannelInvalidStateError, BrokerConnectionError),
+    (ConnectionError, BrokerConnectionError),
+    (aiormq.exceptions.AMQPError, BrokerError),
+)
+
+
+@contextmanager
+def _map_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except BrokerError:
+        raise
+    except Exception as exc:
+        for foreign, ours in _ERROR_MAP:
+            if isinstance(exc, foreign):
+                raise ours(f"{action}: {exc}") from exc
+        raise
+
+
+class _Delivery:
+    __slots__ = ("_message", "envelope", "queue")
+
+    def __init__(self, message: AbstractIncomingMessage, queue: str) -> None:
+        self._message = message
+        self.queue = queue
+        self.envelope = Envelope(
+            body=message.body,
+            headers=dict(message.headers or {}),
+            content_type=message.content_type or "",
+            content_encoding=message.content_encoding or "",
+            correlation_id=message.correlation_id,
+            reply_to=message.reply_to,
+            priority=message.priority,
+            persistent=message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT,
+        )
+
+    @property
+    def redelivered(self) -> bool:
+        return bool(self._message.redelivered)
+
+    async def ack(self) -> None:
+        with _map_errors(f"ack on {self.queue!r}"):
+            await self._message.ack()
+
+    async def reject(self, *, requeue: bool) -> None:
+        with _map_errors(f"reject on {self.queue!r}"):
+            await self._message.reject(requeue=requeue)
+
+
+class _Consumer:
+    def __init__(self, channel: AbstractChannel, queue: AbstractQueue, tag: str) -> None:
+        self._channel = channel
+        self._queue = queue
+        self._tag = tag
+
+    async def cancel(self) -> None:
+        """Stop new deliveries; the channel stays open so running tasks can still ack."""
+        if self._channel.is_closed:
+            return
+        with _map_errors(f"cancel consumer on {self._queue.name!r}"):
+            await self._queue.cancel(self._tag)
+
+    async def close(self) -> None:
+        if not self._channel.is_closed:
+            await self._channel.close()
+
+
+class AmqpTransport:
+    """RabbitMQ transport.
+
+    :param url: ``amqp://user:password@host:port/vhost`` or ``amqps://...``.
+    :param reconnect_interval: seconds between reconnection attempts.
+    :param publish_timeout: how long a publish may wait for the connection to come back.
+    :param connection_name: shown in RabbitMQ's management UI.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        reconnect_interval: float = 1.0,
+        publish_timeout: float = 30.0,
+        connection_name: str = "aioqueue",
+    ) -> None:
+        self.url = url
+        self.reconnect_interval = reconnect_interval
+        self.publish_timeout = publish_timeout
+        self.connection_name = connection_name
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._queues: dict[str, QueueSpec] = {}
+        self._consumers: list[_Consumer] = []
+
+    @property
+    def server_version(self) -> str:
+        if self._connection is None:
+            return "unknown"
+        underlay = getattr(self._connection, "transport", None)
+        props: dict[str, Any] = getattr(getattr(underlay, "connection", None), "server_properties", {})
+        product = props.get("product", b"RabbitMQ")
+        version = props.get("version", b"?")
+        if isinstance(product, bytes):
+            product = product.decode()
+        if isinstance(version, bytes):
+            version = version.decode()
+        return f"{product} {version}"
+
+    async def connect(self) -> None:
+        if self._connection is not None:
+            return
+        with _map_errors(f"connect to {mask_url(self.url)}"):
+            self._connection = await aio_pika.connect_robust(
+                self.url,
+                reconnect_interval=self.reconnect_interval,
+                client_properties={"connection_name": self.connection_name},
+            )
+            self._channel = await self._connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        self._channel = None
+        self._exchanges.clear()
+        consumers, self._consumers = self._consumers, []
+        if connection is None:
+            return
+        for consumer in consumers:
+            try:
+                await consumer.close()
+            except Exception as exc:  # closing after a loss: nothing left to save
+                log.debug("closing consumer channel: %s", exc)
+        await connection.close()
+
+    def _open_channel(self) -> AbstractChannel:
+        if self._channel is None:
+            raise BrokerConnectionError("transport is not connected")
+        return self._channel
+
+    async def _ready_channel(self) -> AbstractChannel:
+        channel = self._open_channel()
+        if channel.is_closed:
+            # A refused declaration closes the channel; reopen it for the next call.
+            with _map_errors("reopen channel"):
+                await channel.reopen()  # type: ignore[attr-defined]
+        return channel
+
+    async def declare_exchange(self, spec: ExchangeSpec) -> None:
+        channel = await self._ready_channel()
+        with _map_errors(f"declare exchange {spec.name!r}"):
+            self._exchanges[spec.name] = await channel.declare_exchange(
+                spec.name, aio_pika.ExchangeType(spec.type), durable=spec.durable
+            )
+
+    async def declare_queue(self, spec: QueueSpec) -> None:
+        channel = await self._ready_channel()
+        with _map_errors(f"declare queue {spec.name!r}"):
+            await channel.declare_queue(
+                spec.name,
+                durable=spec.durable,
+                exclusive=spec.exclusive,
+                arguments=spec.arguments or None,
+            )
+        self._queues[spec.name] = spec
+
+    async def bind(self, binding: Binding) -> None:
+        channel = await self._ready_channel()
+        spec = self._queues.get(binding.queue, QueueSpec(binding.queue))
+        with _map_errors(f"bind {binding.queue!r} to {binding.exchange!r}"):
+            queue = await channel.declare_queue(
+                spec.name,
+                durable=spec.durable,
+                exclusive=spec.exclusive,
+                arguments=spec.arguments or None,
+            )
+            await queue.bind(
+                binding.exchange, binding.routing_key, arguments=binding.arguments or None
+            )
+
+    async def delete_queue(self, name: str) -> None:
+        channel = await self._ready_channel()
+        with _map_errors(f"delete queue {name!r}"):
+            await channel.queue_delete(name)  # type: ignore[attr-defined]
+        self._queues.pop(name, None)
+
+    async def publish(
+        self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
+    ) -> None:
+        message = aio_pika.Message(
+            envelope.body,
+            headers=envelope.headers,
+            content_type=envelope.content_type,
+            content_encoding=envelope.content_encoding,
+            delivery_mode=(
+                aio_pika.DeliveryMode.PERSISTENT
+                if envelope.persistent
+                else aio_pika.DeliveryMode.NOT_PERSISTENT
+            ),
+            correlation_id=envelope.correlation_id,
+            message_id=envelope.correlation_id,
+            reply_to=envelope.reply_to,
+            priority=envelope.priority,
+            expiration=envelope.expiration_ms / 1000 if envelope.expiration_ms else None,
+        )
+        deadline = time.monotonic() + self.publish_timeout
+        while True:
+            try:
+                with _map_errors(f"publish to {exchange!r}/{routing_key!r}"):
+                    target = await self._exchange(exchange)
+                    await target.publish(message, routing_key, mandatory=mandatory)
+                return
+            except BrokerConnectionError:
+                if not await self._wait_reconnected(deadline):
+                    raise
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        channel = self._open_channel()
+        if name == "":
+            return channel.default_exchange
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            exchange = await channel.get_exchange(name, ensure=False)
+            self._exchanges[name] = exchange
+        return exchange
+
+    async def _wait_reconnected(self, deadline: float) -> bool:
+        connection = self._connection
+        remaining = deadline - time.monotonic()
+        if connection is None or remaining <= 0:
+            return False
+        log.warning("broker connection lost; waiting up to %.0f s to publish", remaining)
+        try:
+            async with asyncio.timeout(remaining):
+                await connection.connected.wait()
+                channel = self._open_channel()
+                while channel.is_closed:
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            return False
+        return True
+
+    async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> _Consumer:
+        if self._connection is None:
+            raise BrokerConnectionError("transport is not connected")
+        spec = self._queues.get(queue, QueueSpec(queue))
+        with _map_errors(f"consume {queue!r}"):
+            channel = await self._connection.channel(publisher_confirms=False)
+            await channel.set_qos(prefetch_count=prefetch)
+            amqp_queue = await channel.declare_queue(
+                spec.name,
+                durable=spec.durable,
+                exclusive=spec.exclusive,
+                arguments=spec.arguments or None,
+            )
+
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                await handler(_Delivery(message, queue))
+
+            tag = await amqp_queue.consume(on_message)
+        consumer = _Consumer(channel, amqp_queue, tag)
+        self._consumers.append(consumer)
+        return consumer

@@ -1,0 +1,178 @@
+"""One delivery, step by step: decode, check, call, and the result states to report.
+
+Every function here is either pure (deciding) or runs exactly one user function
+(:func:`call`); publishing and acking are the consumer's job.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from ..exceptions import (
+    AioQueueError,
+    ArgumentsError,
+    MalformedMessageError,
+    TimeLimitExceeded,
+    UnknownTaskError,
+)
+from ..message import ResultMessage, State, TaskMessage, utc_now
+from ..routing import delay_bucket_ms
+from ..serialization import Codec
+from ..task import Task
+from ..transport.base import Envelope
+
+__all__ = (
+    "Due",
+    "call",
+    "decode",
+    "failure_state",
+    "revoked_state",
+    "success_state",
+    "when_due",
+)
+
+# Broker-added headers that must not follow a message when it is published again.
+_BROKER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
+
+
+def strip_broker_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    """``headers`` without those RabbitMQ added when dead-lettering (``x-death``, ...)."""
+    return {k: v for k, v in headers.items() if not k.startswith(_BROKER_HEADERS)}
+
+
+def decode(envelope: Envelope, codec: Codec) -> TaskMessage:
+    """The task message in ``envelope``.
+
+    :raises MessageError: (a subclass naming the problem) the body or headers are bad.
+    """
+    headers = strip_broker_headers(envelope.headers)
+    if "task" not in headers:
+        raise MalformedMessageError(
+            "not a Celery protocol v2 task message: no 'task' header "
+            "(protocol v1 and foreign messages are not supported)"
+        )
+    body = codec.decode(envelope.body, envelope.content_type)
+    return TaskMessage.from_wire(
+        headers, body, reply_to=envelope.reply_to, priority=envelope.priority
+    )
+
+
+def lookup(tasks: dict[str, Task[Any, Any]], message: TaskMessage) -> Task[Any, Any]:
+    """The registered task the message names.
+
+    :raises UnknownTaskError: none is registered under that name.
+    """
+    task = tasks.get(message.task)
+    if task is None:
+        raise UnknownTaskError(f"task {message.task!r} is not registered on this worker")
+    return task
+
+
+def bind(task: Task[Any, Any], message: TaskMessage) -> inspect.BoundArguments:
+    """The message's arguments bound to the task's parameters.
+
+    :raises ArgumentsError: they do not fit, e.g. a missing or unexpected argument.
+    """
+    try:
+        return task.signature.bind(*message.args, **message.kwargs)
+    except TypeError as exc:
+        raise ArgumentsError(f"task {task.name!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """What to do about a message's ``eta`` and ``expires`` now."""
+
+    expired: bool
+    delay_bucket_ms: int | None
+
+
+def when_due(eta: datetime | None, expires: datetime | None, now: datetime) -> Due:
+    """Whether the message is expired, must wait in a delay bucket, or may run now."""
+    if expires is not None and expires <= now:
+        return Due(expired=True, delay_bucket_ms=None)
+    bucket = None
+    if eta is not None:
+        bucket = delay_bucket_ms((eta - now).total_seconds() * 1000)
+    return Due(expired=False, delay_bucket_ms=bucket)
+
+
+async def call(task: Task[Any, Any], args: inspect.BoundArguments, limiter: Any) -> Any:
+    """Run the task's function once, within the message's hard time limit if any.
+
+    Sync functions run in a worker thread under ``limiter``.
+    """
+    if task.is_async:
+        return await task.fn(*args.args, **args.kwargs)
+    call_fn = functools.partial(task.fn, *args.args, **args.kwargs)
+    return await anyio.to_thread.run_sync(call_fn, limiter=limiter, abandon_on_cancel=True)
+
+
+async def call_with_limit(
+    task: Task[Any, Any], args: inspect.BoundArguments, limiter: Any, limit: float | None
+) -> Any:
+    """:func:`call`, raising :class:`TimeLimitExceeded` after ``limit`` seconds."""
+    if limit is None:
+        return await call(task, args, limiter)
+    with anyio.move_on_after(limit) as scope:
+        return await call(task, args, limiter)
+    if scope.cancelled_caught:
+        raise TimeLimitExceeded(f"task {task.name!r} exceeded its time limit of {limit:g} s")
+
+
+def success_state(message: TaskMessage, value: Any, children: list[Any]) -> ResultMessage:
+    """The SUCCESS state of ``message``."""
+    return ResultMessage(
+        task_id=message.id,
+        status=State.SUCCESS,
+        result=value,
+        children=children,
+        date_done=utc_now(),
+    )
+
+
+def failure_state(task_id: str, exc: BaseException) -> ResultMessage:
+    """The FAILURE state carrying ``exc`` as Celery does (type, args, module, traceback)."""
+    cls = type(exc)
+    exc_module = cls.__module__
+    # aioqueue's errors live in aioqueue.exceptions whatever module raised them.
+    if isinstance(exc, AioQueueError):
+        exc_module = "aioqueue.exceptions"
+    return ResultMessage(
+        task_id=task_id,
+        status=State.FAILURE,
+        result={
+            "exc_type": cls.__qualname__,
+            "exc_message": list(_portable_args(exc)),
+            "exc_module": exc_module,
+        },
+        traceback="".join(traceback.format_exception(exc)),
+        date_done=utc_now(),
+    )
+
+
+def revoked_state(task_id: str, reason: str) -> ResultMessage:
+    """The REVOKED state (an expired or revoked task)."""
+    return ResultMessage(
+        task_id=task_id,
+        status=State.REVOKED,
+        result={
+            "exc_type": "TaskRevokedError",
+            "exc_message": [reason],
+            "exc_module": "aioqueue.exceptions",
+        },
+        date_done=utc_now(),
+    )
+
+
+def _portable_args(exc: BaseException) -> tuple[Any, ...]:
+    # The args must survive JSON; anything else travels as its repr.
+    return tuple(a if isinstance(a, str | int | float | bool | None) else repr(a) for a in exc.args)
