@@ -106,6 +106,7 @@ class App:
     @overload
     def task(
         self,
+        /,
         *,
         name: str | None = None,
         queue: str | None = None,
@@ -268,12 +269,12 @@ class App:
             priority=message.priority,
         )
 
-    async def publish(self, message: TaskMessage, options: Options = Options()) -> None:
+    async def publish(self, message: TaskMessage, options: Options | None = None) -> None:
         """Publish a built task message where ``options`` route it, delayed if not due.
 
         :raises PublishError: the broker did not confirm the message.
         """
-        await self.publish_envelope(self.envelope(message), message.eta, options)
+        await self.publish_envelope(self.envelope(message), message.eta, options or Options())
 
     async def publish_envelope(
         self, envelope: Envelope, eta: datetime | None, options: Options
@@ -341,4 +342,3 @@ def _make_transport(url: str, name: str, publish_timeout: float) -> Transport:
     if broker_scheme(url) == "memory":
         return MemoryTransport()
     return AmqpTransport(amqp_url(url), publish_timeout=publish_timeout, connection_name=name)
-

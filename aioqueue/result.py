@@ -134,10 +134,7 @@ def rebuild_exception(message: ResultMessage, allowed_modules: Iterable[str]) ->
                 exc = None
     if exc is None:
         text = ", ".join(str(a) for a in args)
-        exc = TaskError(
-            exc_type, text, exc_module=exc_module, remote_traceback=message.traceback
-        )
+        exc = TaskError(exc_type, text, exc_module=exc_module, remote_traceback=message.traceback)
     if message.traceback:
         exc.add_note(f"Remote traceback (task {message.task_id}):\n{message.traceback}")
     return exc
-

@@ -101,7 +101,7 @@ class Codec:
                 raise DecodeError(f"body is not valid JSON: {exc}") from None
         if content_type == PICKLE and self.accept_pickle:
             try:
-                return pickle.loads(body)  # noqa: S301 - opted in explicitly, warned above
+                return pickle.loads(body)  # opted in explicitly, warned above
             except Exception as exc:
                 raise DecodeError(f"body is not a valid pickle: {exc}") from None
         raise ContentTypeError(

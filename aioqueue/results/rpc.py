@@ -73,7 +73,7 @@ class RpcBackend:
             spec = QueueSpec(self.reply_to, arguments={"x-expires": self._expires_ms})
             await self._transport.declare_queue(spec)
             self._consumer = await self._transport.consume(
-                self.reply_to, self._on_delivery, prefetch=1000
+                self.reply_to, self._on_delivery, prefetch=1000, no_ack=True
             )
 
     async def aclose(self) -> None:

@@ -29,6 +29,7 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 
@@ -65,10 +66,11 @@ def _map_errors(action: str) -> Iterator[None]:
 
 
 class _Delivery:
-    __slots__ = ("_message", "envelope", "queue")
+    __slots__ = ("_message", "_no_ack", "envelope", "queue")
 
-    def __init__(self, message: AbstractIncomingMessage, queue: str) -> None:
+    def __init__(self, message: AbstractIncomingMessage, queue: str, no_ack: bool) -> None:
         self._message = message
+        self._no_ack = no_ack
         self.queue = queue
         self.envelope = Envelope(
             body=message.body,
@@ -86,10 +88,14 @@ class _Delivery:
         return bool(self._message.redelivered)
 
     async def ack(self) -> None:
+        if self._no_ack:
+            return
         with _map_errors(f"ack on {self.queue!r}"):
             await self._message.ack()
 
     async def reject(self, *, requeue: bool) -> None:
+        if self._no_ack:
+            return
         with _map_errors(f"reject on {self.queue!r}"):
             await self._message.reject(requeue=requeue)
 
@@ -134,7 +140,7 @@ class AmqpTransport:
         self.publish_timeout = publish_timeout
         self.connection_name = connection_name
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
+        self._channel: AbstractRobustChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._queues: dict[str, QueueSpec] = {}
         self._consumers: list[_Consumer] = []
@@ -144,7 +150,9 @@ class AmqpTransport:
         if self._connection is None:
             return "unknown"
         underlay = getattr(self._connection, "transport", None)
-        props: dict[str, Any] = getattr(getattr(underlay, "connection", None), "server_properties", {})
+        props: dict[str, Any] = getattr(
+            getattr(underlay, "connection", None), "server_properties", {}
+        )
         product = props.get("product", b"RabbitMQ")
         version = props.get("version", b"?")
         if isinstance(product, bytes):
@@ -180,17 +188,17 @@ class AmqpTransport:
                 log.debug("closing consumer channel: %s", exc)
         await connection.close()
 
-    def _open_channel(self) -> AbstractChannel:
+    def _open_channel(self) -> AbstractRobustChannel:
         if self._channel is None:
             raise BrokerConnectionError("transport is not connected")
         return self._channel
 
-    async def _ready_channel(self) -> AbstractChannel:
+    async def _ready_channel(self) -> AbstractRobustChannel:
         channel = self._open_channel()
         if channel.is_closed:
             # A refused declaration closes the channel; reopen it for the next call.
             with _map_errors("reopen channel"):
-                await channel.reopen()  # type: ignore[attr-defined]
+                await channel.reopen()
         return channel
 
     async def declare_exchange(self, spec: ExchangeSpec) -> None:
@@ -228,8 +236,14 @@ class AmqpTransport:
     async def delete_queue(self, name: str) -> None:
         channel = await self._ready_channel()
         with _map_errors(f"delete queue {name!r}"):
-            await channel.queue_delete(name)  # type: ignore[attr-defined]
+            await channel.queue_delete(name)
         self._queues.pop(name, None)
+
+    async def delete_exchange(self, name: str) -> None:
+        channel = await self._ready_channel()
+        with _map_errors(f"delete exchange {name!r}"):
+            await channel.exchange_delete(name)
+        self._exchanges.pop(name, None)
 
     async def publish(
         self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
@@ -280,14 +294,15 @@ class AmqpTransport:
         try:
             async with asyncio.timeout(remaining):
                 await connection.connected.wait()
-                channel = self._open_channel()
-                while channel.is_closed:
-                    await asyncio.sleep(0.05)
+                # The robust connection restores its channels right after connecting.
+                await self._open_channel().ready()
         except TimeoutError:
             return False
         return True
 
-    async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> _Consumer:
+    async def consume(
+        self, queue: str, handler: Handler, *, prefetch: int, no_ack: bool = False
+    ) -> _Consumer:
         if self._connection is None:
             raise BrokerConnectionError("transport is not connected")
         spec = self._queues.get(queue, QueueSpec(queue))
@@ -302,9 +317,9 @@ class AmqpTransport:
             )
 
             async def on_message(message: AbstractIncomingMessage) -> None:
-                await handler(_Delivery(message, queue))
+                await handler(_Delivery(message, queue, no_ack))
 
-            tag = await amqp_queue.consume(on_message)
+            tag = await amqp_queue.consume(on_message, no_ack=no_ack)
         consumer = _Consumer(channel, amqp_queue, tag)
         self._consumers.append(consumer)
         return consumer

@@ -133,6 +133,8 @@ class Transport(Protocol):
 
     async def delete_queue(self, name: str) -> None: ...
 
+    async def delete_exchange(self, name: str) -> None: ...
+
     async def publish(
         self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
     ) -> None:
@@ -143,9 +145,13 @@ class Transport(Protocol):
         :raises BrokerConnectionError: the connection is gone.
         """
 
-    async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> Consumer:
+    async def consume(
+        self, queue: str, handler: Handler, *, prefetch: int, no_ack: bool = False
+    ) -> Consumer:
         """Start delivering ``queue`` to ``handler``, at most ``prefetch`` unacked at once.
 
-        Each delivery runs ``handler`` in its own task owned by the transport.
+        Each delivery runs ``handler`` in its own task owned by the transport. With
+        ``no_ack`` the broker forgets a message once sent (for replies that are not
+        persistent anyway); ``ack``/``reject`` are then no-ops.
         """
         ...

@@ -33,6 +33,7 @@ class _Consumer:
     queue: _Queue
     handler: Handler
     prefetch: int
+    no_ack: bool = False
     unacked: int = 0
     active: bool = True
 
@@ -60,18 +61,23 @@ class _Delivery:
     settled: bool = False
 
     async def ack(self) -> None:
-        self._settle()
+        if not self.consumer.no_ack:
+            self._settle()
 
     async def reject(self, *, requeue: bool) -> None:
-        self._settle()
+        if self.consumer.no_ack:
+            return
+        self._settle(dispatch=False)
         self.transport._rejected(self.consumer.queue, self.message, requeue=requeue)
+        self.transport._dispatch(self.consumer.queue)
 
-    def _settle(self) -> None:
+    def _settle(self, *, dispatch: bool = True) -> None:
         if self.settled:
             raise BrokerError("delivery already acknowledged")
         self.settled = True
         self.consumer.unacked -= 1
-        self.transport._dispatch(self.consumer.queue)
+        if dispatch:
+            self.transport._dispatch(self.consumer.queue)
 
 
 def _topic_matches(pattern: str, key: str) -> bool:
@@ -148,6 +154,10 @@ class MemoryTransport:
             for consumer in list(queue.consumers):
                 await consumer.cancel()
 
+    async def delete_exchange(self, name: str) -> None:
+        self._exchanges.pop(name, None)
+        self._bindings = [b for b in self._bindings if b.exchange != name]
+
     async def publish(
         self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
     ) -> None:
@@ -158,12 +168,14 @@ class MemoryTransport:
         for queue in targets:
             self._enqueue(queue, _Message(envelope, exchange, routing_key))
 
-    async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> _Consumer:
+    async def consume(
+        self, queue: str, handler: Handler, *, prefetch: int, no_ack: bool = False
+    ) -> _Consumer:
         self._check_open()
         target = self._queues.get(queue)
         if target is None:
             raise BrokerError(f"no queue {queue!r}")
-        consumer = _Consumer(target, handler, max(prefetch, 1))
+        consumer = _Consumer(target, handler, max(prefetch, 1), no_ack=no_ack)
         target.consumers.append(consumer)
         self._dispatch(target)
         return consumer
@@ -201,7 +213,9 @@ class MemoryTransport:
     def _enqueue(self, queue: _Queue, message: _Message, *, front: bool = False) -> None:
         ttl = queue.spec.arguments.get("x-message-ttl")
         if message.envelope.expiration_ms is not None:
-            ttl = min(ttl, message.envelope.expiration_ms) if ttl else message.envelope.expiration_ms
+            ttl = (
+                min(ttl, message.envelope.expiration_ms) if ttl else message.envelope.expiration_ms
+            )
         if ttl is not None:
             loop = asyncio.get_running_loop()
             message.expiry = loop.call_later(ttl / 1000, self._expire, queue, message)
@@ -231,7 +245,7 @@ class MemoryTransport:
     def _rejected(self, queue: _Queue, message: _Message, *, requeue: bool) -> None:
         if requeue:
             message.redelivered = True
-            self._enqueue(queue, message, front=True)
+            queue.messages.appendleft(message)
         else:
             self._dead_letter(queue, message)
 
@@ -250,6 +264,8 @@ class MemoryTransport:
             delivery = _Delivery(
                 message.envelope, queue.spec.name, message.redelivered, message, consumer, self
             )
+            if consumer.no_ack:
+                delivery._settle(dispatch=False)
             task = asyncio.get_running_loop().create_task(self._run(consumer, delivery))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -257,8 +273,9 @@ class MemoryTransport:
     async def _run(self, consumer: _Consumer, delivery: _Delivery) -> None:
         try:
             await consumer.handler(delivery)
-        finally:
-            # A handler that returns or dies without settling behaves like a closed
-            # channel: the message goes back to the queue for another consumer.
-            if not delivery.settled and not self._closed:
+        except asyncio.CancelledError:
+            # A handler cancelled before settling is a consumer that went away: as when a
+            # channel closes, the message returns to the queue for another consumer.
+            if not delivery.settled:
                 await delivery.reject(requeue=True)
+            raise

@@ -108,7 +108,11 @@ class Worker:
             except AioQueueError as exc:
                 log.warning("cancelling consumer: %s", exc)
         if self._running:
-            log.info("waiting up to %g s for %d running task(s)", self.shutdown_timeout, len(self._running))
+            log.info(
+                "waiting up to %g s for %d running task(s)",
+                self.shutdown_timeout,
+                len(self._running),
+            )
             with anyio.move_on_after(self.shutdown_timeout):
                 await self._idle.wait()
         leftover = list(self._running)
@@ -246,10 +250,10 @@ class Worker:
         """What the banner shows, as (label, value) rows."""
         rows = [("concurrency", f"{self.concurrency} (prefetch {self.prefetch})")]
         for q in self.queues:
-            rows.append(("queue", f"{q.name} (exchange={q.exchange_name} type={q.exchange_type} key={q.binding_key})"))
+            route = f"exchange={q.exchange_name} type={q.exchange_type} key={q.binding_key}"
+            rows.append(("queue", f"{q.name} ({route})"))
         return rows
 
 
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
