@@ -1,0 +1,1 @@
+"""Runnable examples: the classic Celery introduction, ported to aioqueue."""
