@@ -6,7 +6,8 @@ The package is layered; a module imports only modules of the layers above it:
    ``serialization``, ``config``;
 2. transport: ``transport/`` (``base`` interface, ``memory``, ``amqp``: the only
    module importing aio-pika);
-3. domain: ``routing``, ``signature``, ``result``, ``results/``, ``task``, ``canvas``;
+3. domain: ``routing``, ``options``, ``result``, ``results/``, ``canvas``, ``task``,
+   ``builtins``;
 4. composition: ``app``;
 5. runtimes: ``worker/``; edges: ``cli``.
 
@@ -17,6 +18,14 @@ from __future__ import annotations
 
 from ._version import __version__ as __version__
 from .app import App as App
+from .canvas import Chain as Chain
+from .canvas import Chord as Chord
+from .canvas import Chunks as Chunks
+from .canvas import Group as Group
+from .canvas import Signature as Signature
+from .canvas import chain as chain
+from .canvas import chord as chord
+from .canvas import group as group
 from .exceptions import AioQueueError as AioQueueError
 from .exceptions import ArgumentsError as ArgumentsError
 from .exceptions import BrokerConnectionError as BrokerConnectionError
@@ -34,10 +43,10 @@ from .exceptions import TaskRevokedError as TaskRevokedError
 from .exceptions import TimeLimitExceeded as TimeLimitExceeded
 from .exceptions import UnknownTaskError as UnknownTaskError
 from .message import State as State
+from .options import Options as Options
 from .result import AsyncResult as AsyncResult
+from .result import GroupResult as GroupResult
 from .routing import Queue as Queue
-from .signature import Options as Options
-from .signature import Signature as Signature
 from .task import Task as Task
 from .worker import Worker as Worker
 
@@ -48,10 +57,15 @@ __all__ = (
     "AsyncResult",
     "BrokerConnectionError",
     "BrokerError",
+    "Chain",
+    "Chord",
+    "Chunks",
     "ConfigurationError",
     "ContentTypeError",
     "DecodeError",
     "EncodeError",
+    "Group",
+    "GroupResult",
     "MalformedMessageError",
     "MessageError",
     "Options",
@@ -67,4 +81,7 @@ __all__ = (
     "UnknownTaskError",
     "Worker",
     "__version__",
+    "chain",
+    "chord",
+    "group",
 )

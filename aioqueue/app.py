@@ -14,15 +14,17 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 
+from .builtins import builtin_tasks
+from .canvas import Canvas, Plan, Signature, freeze, plan, result_of
 from .config import amqp_url, broker_scheme, mask_url, result_backend_scheme
 from .exceptions import ConfigurationError
 from .message import TaskMessage, utc_now
+from .options import Options, build_message
 from .result import DEFAULT_EXCEPTION_MODULES, AsyncResult, ResultBackend
 from .results.disabled import DisabledBackend
 from .results.rpc import RpcBackend
-from .routing import Queue, delay_bucket_ms, delay_topology
+from .routing import Queue, chord_queue, delay_bucket_ms, delay_topology
 from .serialization import Codec
-from .signature import Options, Signature, build_message
 from .task import Task
 from .transport.amqp import AmqpTransport
 from .transport.base import Envelope, Transport
@@ -52,6 +54,8 @@ class App:
         on the caller as themselves; builtins, asyncio and aioqueue's own are always
         allowed, as are the modules that define this app's tasks.
     :param publish_timeout: seconds a publish may wait for a lost connection to return.
+    :param chord_expires: seconds a chord's progress is kept in RabbitMQ after its last
+        activity, should it never complete.
     """
 
     def __init__(
@@ -64,8 +68,10 @@ class App:
         accept_pickle: bool = False,
         exception_modules: Iterable[str] = (),
         publish_timeout: float = 30.0,
+        chord_expires: float = 86_400.0,
     ) -> None:
         self.name = name
+        self.chord_expires = chord_expires
         self.default_queue = default_queue
         self.codec = Codec(accept_pickle=accept_pickle)
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -91,6 +97,8 @@ class App:
         self._declared: set[str] = set()
         self._declaring = asyncio.Lock()
         self._connected = False
+        for builtin_name, fn in builtin_tasks(self.tasks).items():
+            self.task(name=builtin_name)(fn)
 
     def __repr__(self) -> str:
         return f"<App {self.name} broker={mask_url(self.broker_url)}>"
@@ -211,20 +219,41 @@ class App:
 
     # -- sending -------------------------------------------------------------------------
 
-    async def send(self, sig: Signature[R]) -> AsyncResult[R]:
-        """Send one signature as a task message and return its promise.
+    async def send_canvas(self, canvas: Canvas) -> AsyncResult[Any]:
+        """Send a signature, chain, group or chord and return its promise.
 
-        :raises PublishError: the broker did not confirm the message.
+        A group's (or chord header's) messages are published concurrently, their
+        confirms awaited together.
+
+        :raises PublishError: the broker did not confirm a message.
         :raises EncodeError: an argument is not serialisable.
         """
         await self.connect()
         reply_to = None
-        if not sig.options.ignore_result and self._rpc is not None:
+        if self._rpc is not None:
             await self._rpc.start()
             reply_to = self._rpc.reply_to
-        message = build_message(sig, reply_to=reply_to)
-        await self.publish(message, sig.options)
-        return AsyncResult(message.id, self.results)
+        if isinstance(canvas, Signature) and not canvas.link and not canvas.link_error:
+            # The common case, without the canvas machinery.
+            opts = canvas.options
+            message = build_message(
+                canvas.task,
+                canvas.args,
+                canvas.kwargs,
+                opts,
+                reply_to=None if opts.ignore_result else reply_to,
+            )
+            await self.publish(message, opts)
+            return AsyncResult(message.id, self.results)
+        node = freeze(canvas.to_dict(), reply_to)
+        await self.publish_plan(plan(node))
+        return result_of(node, self.results)
+
+    async def publish_plan(self, todo: Plan) -> None:
+        """Declare the chords of ``todo``, then publish its messages concurrently."""
+        for group_id in todo.chords:
+            await self.declare_chord(group_id)
+        await asyncio.gather(*(self.publish(o.message, o.options) for o in todo.messages))
 
     async def send_task(
         self,
@@ -255,7 +284,7 @@ class App:
             task_id=task_id,
             headers=headers,
         )
-        return await self.send(Signature(name, tuple(args), dict(kwargs or {}), options))
+        return await self.send_canvas(Signature(name, tuple(args), dict(kwargs or {}), options))
 
     def envelope(self, message: TaskMessage) -> Envelope:
         """The wire form of a task message."""
@@ -280,21 +309,27 @@ class App:
         self, envelope: Envelope, eta: datetime | None, options: Options
     ) -> None:
         """Publish an encoded task message (see :meth:`publish`)."""
-        queue = options.queue or self.default_queue
-        exchange, routing_key = "", queue
-        if options.exchange is not None:
-            exchange, routing_key = options.exchange, options.routing_key or queue
-        else:
-            await self.declare(Queue(queue))
-        bucket = None
-        if eta is not None:
-            bucket = delay_bucket_ms((eta - utc_now()).total_seconds() * 1000)
-        if bucket is not None and exchange == "":
-            await self.declare_delay(bucket)
-            exchange = f"{delay_topology(bucket)[0].name}"
+        exchange, routing_key = await self.route(options, eta)
         await self.transport.publish(
             envelope, exchange=exchange, routing_key=routing_key, mandatory=True
         )
+
+    async def route(self, options: Options, eta: datetime | None) -> tuple[str, str]:
+        """Where a task message with these options goes: ``(exchange, routing_key)``.
+
+        Declares the target queue (or the delay bucket, for a message not yet due).
+        """
+        queue = options.queue or self.default_queue
+        if options.exchange is not None:
+            return options.exchange, options.routing_key or queue
+        await self.declare(Queue(queue))
+        bucket = None
+        if eta is not None:
+            bucket = delay_bucket_ms((eta - utc_now()).total_seconds() * 1000)
+        if bucket is None:
+            return "", queue
+        await self.declare_delay(bucket)
+        return delay_topology(bucket)[0].name, queue
 
     async def declare(self, queue: Queue) -> None:
         """Declare a queue's exchange, the queue, its ``.dlq`` and the binding, once."""
@@ -309,6 +344,12 @@ class App:
                 await self.transport.declare_queue(spec)
             await self.transport.bind(binding)
             self._declared.add(queue.name)
+
+    async def declare_chord(self, group_id: str) -> str:
+        """Declare the queue holding a chord's progress; returns its name."""
+        spec = chord_queue(group_id, self.chord_expires)
+        await self.transport.declare_queue(spec)
+        return spec.name
 
     async def declare_delay(self, bucket_ms: int) -> None:
         """Declare one delay bucket (see ``aioqueue.routing``), once."""

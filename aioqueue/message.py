@@ -96,7 +96,8 @@ class TaskMessage(BaseModel):
     eta: datetime | None = None
     expires: datetime | None = None
     retries: int = 0
-    timelimit: tuple[float | None, float | None] = (None, None)
+    # int | float keeps Celery's integers integers on the wire ([30, 20], not [30.0, 20.0]).
+    timelimit: tuple[int | float | None, int | float | None] = (None, None)
     origin: str = _ORIGIN
     ignore_result: bool = False
     argsrepr: str | None = None

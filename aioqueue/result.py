@@ -9,15 +9,16 @@ the remote traceback is attached as a note.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import sys
 from collections.abc import Generator, Iterable
 from typing import Any, Generic, Protocol, TypeVar, cast
 
-from .exceptions import TaskError, TaskRevokedError
+from .exceptions import ResultTimeoutError, TaskError, TaskRevokedError
 from .message import ResultMessage, State
 
-__all__ = ("AsyncResult", "ResultBackend", "rebuild_exception")
+__all__ = ("AsyncResult", "GroupResult", "ResultBackend", "rebuild_exception")
 
 R = TypeVar("R")
 
@@ -83,6 +84,7 @@ class AsyncResult(Generic[R]):
         if self._final is None:
             self._final = await self._backend.wait(self.id, timeout)
             self._backend.forget(self.id)
+            self._claim_parents()
         final = self._final
         if final.status is State.SUCCESS:
             return cast(R, final.result)
@@ -90,6 +92,17 @@ class AsyncResult(Generic[R]):
         if propagate:
             raise exc
         return cast(R, exc)
+
+    def _claim_parents(self) -> None:
+        # The steps before this one reported first: move their states from the backend
+        # into their promises, so the backend does not keep what nobody may ask for.
+        parent = self.parent
+        while parent is not None:
+            seen = self._backend.state(parent.id) if parent._final is None else None
+            if seen is not None and seen.status.ready:
+                parent._final = seen
+                self._backend.forget(parent.id)
+            parent = parent.parent
 
     async def status(self) -> State:
         """The latest known state: PENDING until the worker reports one."""
@@ -105,6 +118,73 @@ class AsyncResult(Generic[R]):
     async def successful(self) -> bool:
         """True once the task has finished successfully."""
         return await self.status() is State.SUCCESS
+
+
+class GroupResult(AsyncResult[list[R]]):
+    """The promise of a group: one result per member, in member order.
+
+    ``await result.get()`` waits for every member (concurrently) and returns the list of
+    their results. If members failed, the first failure in member order is raised by
+    default; ``return_exceptions=True`` returns the exceptions in place instead.
+
+    :param group_id: the group's id.
+    :param results: the members' promises.
+    """
+
+    __slots__ = ("results",)
+
+    def __init__(
+        self,
+        group_id: str,
+        results: list[AsyncResult[Any]],
+        backend: ResultBackend,
+        *,
+        parent: AsyncResult[Any] | None = None,
+    ) -> None:
+        super().__init__(group_id, backend, parent=parent)
+        self.results = results
+
+    def __repr__(self) -> str:
+        return f"<GroupResult {self.id} ({len(self.results)} members)>"
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    async def get(
+        self,
+        timeout: float | None = None,
+        *,
+        propagate: bool = True,
+        return_exceptions: bool = False,
+    ) -> list[R]:
+        """Wait for every member; see the class docstring for failures.
+
+        :raises ResultTimeoutError: not every member finished within ``timeout``.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                values = await asyncio.gather(*(r.get(propagate=False) for r in self.results))
+        except TimeoutError:
+            raise ResultTimeoutError(self.id, timeout or 0.0) from None
+        if propagate and not return_exceptions:
+            for value in values:
+                if isinstance(value, BaseException):
+                    raise value
+        return values
+
+    async def completed_count(self) -> int:
+        """How many members have finished (successfully or not)."""
+        return sum([await r.ready() for r in self.results])
+
+    async def status(self) -> State:
+        """SUCCESS when every member succeeded, FAILURE when all finished and one failed,
+        else PENDING."""
+        states = [await r.status() for r in self.results]
+        if all(s is State.SUCCESS for s in states):
+            return State.SUCCESS
+        if all(s.ready for s in states):
+            return State.FAILURE
+        return State.PENDING
 
 
 def rebuild_exception(message: ResultMessage, allowed_modules: Iterable[str]) -> BaseException:

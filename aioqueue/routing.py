@@ -24,9 +24,18 @@ from typing import Any
 
 from .transport.base import Binding, ExchangeSpec, ExchangeType, QueueSpec
 
-__all__ = ("DELAY_PREFIX", "Queue", "delay_bucket_ms", "delay_topology", "dlq_name")
+__all__ = (
+    "CHORD_PREFIX",
+    "DELAY_PREFIX",
+    "Queue",
+    "chord_queue",
+    "delay_bucket_ms",
+    "delay_topology",
+    "dlq_name",
+)
 
 DELAY_PREFIX = "aioqueue.delay."
+CHORD_PREFIX = "aioqueue.chord."
 # A remainder below this is run at once: the hop would cost more than the wait.
 MIN_DELAY_MS = 5
 MAX_DELAY_BUCKET_MS = 2**31
@@ -88,3 +97,12 @@ def delay_topology(bucket_ms: int) -> tuple[ExchangeSpec, QueueSpec, Binding]:
     name = f"{DELAY_PREFIX}{bucket_ms}"
     spec = QueueSpec(name, arguments={"x-message-ttl": bucket_ms, "x-dead-letter-exchange": ""})
     return ExchangeSpec(name, "fanout"), spec, Binding(name, name)
+
+
+def chord_queue(group_id: str, expires_s: float) -> QueueSpec:
+    """The queue holding a chord's progress (see ``aioqueue.worker.chord``).
+
+    RabbitMQ deletes it once unused for ``expires_s`` seconds, should a chord never
+    complete (its members were purged, say).
+    """
+    return QueueSpec(f"{CHORD_PREFIX}{group_id}", arguments={"x-expires": int(expires_s * 1000)})

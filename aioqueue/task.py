@@ -3,33 +3,28 @@
 A task keeps the decorated function's parameters ``P`` and result ``R`` in its type:
 ``await task.delay(*args, **kwargs)`` gives an ``AsyncResult[R]``, ``task.s(...)`` a
 ``Signature[R]``, and ``await task(*args, **kwargs)`` runs the function here, without a
-broker. Sending goes through the :class:`Sender` protocol, which the app implements.
+broker. Sending goes through the :class:`~aioqueue.canvas.Sender` protocol, which the
+app implements.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 import anyio.to_thread
 
+from .canvas import Chunks, Sender, Signature
+from .options import Options
 from .result import AsyncResult
-from .signature import Options, Signature
 
-__all__ = ("Sender", "Task")
+__all__ = ("Task",)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class Sender(Protocol):
-    """What a task needs from its app to be sent."""
-
-    async def send(self, sig: Signature[R]) -> AsyncResult[R]: ...
 
 
 class Task(Generic[P, R]):
@@ -67,17 +62,44 @@ class Task(Generic[P, R]):
         call = functools.partial(self.fn, *args, **kwargs)
         return cast(R, await anyio.to_thread.run_sync(call))
 
-    def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:
-        """A partial: in a chain, the previous result is prepended to ``args``."""
-        return Signature(self.name, args, kwargs, self.options)
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A partial: in a chain, the previous result is prepended to ``args``.
+
+        (Its arguments are not checked against the task's: a partial has some missing.)
+        """
+        return Signature(self.name, args, kwargs, self.options, app=self.sender)
 
     def si(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:
         """An immutable signature: in a chain, it ignores the previous result."""
-        return Signature(self.name, args, kwargs, self.options, immutable=True)
+        return Signature(self.name, args, kwargs, self.options, immutable=True, app=self.sender)
+
+    def map(self, items: Iterable[Any]) -> Signature[list[R]]:
+        """One ``celery.map`` task calling this task with each item; returns the list."""
+        return self._builtin("celery.map", [list(i) if isinstance(i, tuple) else i for i in items])
+
+    def starmap(self, items: Iterable[Iterable[Any]]) -> Signature[list[R]]:
+        """One ``celery.starmap`` task calling this task with each item unpacked."""
+        return self._builtin("celery.starmap", [list(i) for i in items])
+
+    def chunks(self, items: Iterable[Iterable[Any]], n: int) -> Chunks[R]:
+        """The items in batches of ``n``, each batch one ``celery.starmap`` task."""
+        if n < 1:
+            raise ValueError("chunk size must be at least 1")
+        return Chunks(self.s(), tuple(tuple(i) for i in items), n)
+
+    def _builtin(self, name: str, items: list[Any]) -> Signature[list[R]]:
+        task: Signature[R] = Signature(self.name, options=self.options)
+        return Signature(
+            name,
+            kwargs={"task": task.to_dict(), "it": items},
+            options=self.options,
+            app=self.sender,
+        )
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Send the task with its default options; see :meth:`apply_async`."""
-        return await self.sender.send(Signature(self.name, args, kwargs, self.options))
+        sig: Signature[R] = Signature(self.name, args, kwargs, self.options)
+        return cast(AsyncResult[R], await self.sender.send_canvas(sig))
 
     async def apply_async(
         self,
@@ -118,11 +140,11 @@ class Task(Generic[P, R]):
         sig: Signature[R] = Signature(
             self.name, tuple(args), dict(kwargs or {}), self.options.merged(options)
         )
-        return await self.sender.send(sig)
+        return cast(AsyncResult[R], await self.sender.send_canvas(sig))
 
     def with_options(self, **options: Any) -> Task[P, R]:
         """A copy of this task whose default send options include ``options``."""
         clone = cast(Task[P, R], object.__new__(Task))
         clone.__dict__.update(self.__dict__)
-        clone.options = replace(self.options).merged(Options(**options))
+        clone.options = self.options.merged(Options(**options))
         return clone

@@ -12,7 +12,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from .exceptions import PublishError
-from .transport.base import Binding, Delivery, Envelope, ExchangeSpec, QueueSpec, Transport
+from .transport.base import (
+    Binding,
+    Delivery,
+    Envelope,
+    ExchangeSpec,
+    Publish,
+    QueueSpec,
+    Transport,
+)
 
 __all__ = ("check_transport",)
 
@@ -162,7 +170,37 @@ async def _check_dead_letter_ttl(transport: Transport, prefix: str) -> None:
     await transport.delete_exchange(delay)
 
 
+async def _check_take_all(transport: Transport, prefix: str) -> None:
+    queue, out = (
+        await _queue(transport, f"{prefix}.parts"),
+        await _queue(transport, f"{prefix}.out"),
+    )
+    for i in range(3):
+        await transport.publish(Envelope(body=str(i).encode()), routing_key=queue)
+    batch = await transport.take_all(queue, min_count=4)
+    assert batch is not None and batch.envelopes == [], "fewer than min_count: nothing taken"
+    assert await transport.take_all(queue, min_count=1) is None, "the lock is exclusive"
+    await batch.release()
+    batch = await transport.take_all(queue, min_count=3)
+    assert batch is not None
+    assert sorted(e.body for e in batch.envelopes) == [b"0", b"1", b"2"]
+    await batch.release()
+    batch = await transport.take_all(queue, min_count=3)
+    assert batch is not None and len(batch.envelopes) == 3, "release returns the messages"
+    await batch.commit([Publish(Envelope(body=b"fired"), routing_key=out)])
+    after = await transport.take_all(queue, min_count=0)
+    assert after is not None and after.envelopes == [], "commit removes the taken messages"
+    await after.release()
+    got = _Collector()
+    consumer = await transport.consume(out, got, prefetch=1)
+    (delivery,) = await got.wait_for(1)
+    assert delivery.envelope.body == b"fired"
+    await consumer.cancel()
+    await _cleanup(transport, queue, out)
+
+
 _CHECKS = (
+    _check_take_all,
     _check_round_trip,
     _check_prefetch_and_redelivery,
     _check_exchanges,

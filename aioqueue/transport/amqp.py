@@ -23,6 +23,7 @@ from typing import Any
 
 import aio_pika
 import aiormq
+import aiormq.abc
 import aiormq.exceptions
 from aio_pika.abc import (
     AbstractChannel,
@@ -32,10 +33,11 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from pamqp import commands as spec
 
 from ..config import mask_url
 from ..exceptions import BrokerConnectionError, BrokerError, PublishError
-from .base import Binding, Envelope, ExchangeSpec, Handler, QueueSpec
+from .base import Binding, Envelope, ExchangeSpec, Handler, Publish, QueueSpec
 
 __all__ = ("AmqpTransport",)
 
@@ -100,6 +102,94 @@ class _Delivery:
             await self._message.reject(requeue=requeue)
 
 
+def _properties(envelope: Envelope) -> spec.Basic.Properties:
+    return spec.Basic.Properties(
+        content_type=envelope.content_type,
+        content_encoding=envelope.content_encoding,
+        headers=envelope.headers,
+        delivery_mode=2 if envelope.persistent else 1,
+        priority=envelope.priority,
+        correlation_id=envelope.correlation_id,
+        message_id=envelope.correlation_id,
+        reply_to=envelope.reply_to,
+        expiration=str(envelope.expiration_ms) if envelope.expiration_ms else None,
+    )
+
+
+def _envelope(message: aiormq.abc.DeliveredMessage) -> Envelope:
+    props = message.header.properties
+    return Envelope(
+        body=message.body,
+        headers=dict(props.headers or {}),
+        content_type=props.content_type or "",
+        content_encoding=props.content_encoding or "",
+        correlation_id=props.correlation_id,
+        reply_to=props.reply_to,
+        priority=props.priority,
+        persistent=props.delivery_mode == 2,
+    )
+
+
+class _Batch:
+    """Messages taken with basic.get on a private channel, under an exclusive lock queue.
+
+    :meth:`commit` runs the publishes and the ack of every taken message in one AMQP
+    transaction, so a taker killed at any point either did all of it or none of it (the
+    broker then requeues what was taken and deletes the lock with the connection).
+    """
+
+    def __init__(
+        self,
+        lock: asyncio.Lock,
+        lock_channel: aiormq.abc.AbstractChannel,
+        lock_queue: str,
+        channel: aiormq.abc.AbstractChannel,
+        taken: list[aiormq.abc.DeliveredMessage],
+    ) -> None:
+        self._lock = lock
+        self._lock_channel = lock_channel
+        self._lock_queue = lock_queue
+        self._channel = channel
+        self._taken = taken
+        self.envelopes = [_envelope(m) for m in taken]
+
+    async def commit(self, publishes: list[Publish]) -> None:
+        try:
+            with _map_errors("commit batch"):
+                await self._channel.tx_select()
+                for p in publishes:
+                    await self._channel.basic_publish(
+                        p.envelope.body,
+                        exchange=p.exchange,
+                        routing_key=p.routing_key,
+                        properties=_properties(p.envelope),
+                    )
+                if self._taken:
+                    tag = self._taken[-1].delivery_tag
+                    assert tag is not None
+                    await self._channel.basic_ack(tag, multiple=True)
+                await self._channel.tx_commit()
+        finally:
+            await self._close()
+
+    async def release(self) -> None:
+        # Closing the channel returns every unacked message to the queue.
+        await self._close()
+
+    async def _close(self) -> None:
+        try:
+            if not self._channel.is_closed:
+                await self._channel.close()
+            if not self._lock_channel.is_closed:
+                await self._lock_channel.queue_delete(self._lock_queue)
+                await self._lock_channel.close()
+        except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+            # The connection is gone: the broker already requeued and unlocked.
+            log.debug("closing batch channels: %s", exc)
+        finally:
+            self._lock.release()
+
+
 class _Consumer:
     def __init__(self, channel: AbstractChannel, queue: AbstractQueue, tag: str) -> None:
         self._channel = channel
@@ -144,6 +234,7 @@ class AmqpTransport:
         self._exchanges: dict[str, AbstractExchange] = {}
         self._queues: dict[str, QueueSpec] = {}
         self._consumers: list[_Consumer] = []
+        self._take_locks: dict[str, asyncio.Lock] = {}
 
     @property
     def server_version(self) -> str:
@@ -299,6 +390,53 @@ class AmqpTransport:
         except TimeoutError:
             return False
         return True
+
+    async def take_all(self, queue: str, *, min_count: int) -> _Batch | None:
+        # Exclusive queues lock out other connections only; this lock covers our own.
+        lock = self._take_locks.setdefault(queue, asyncio.Lock())
+        if lock.locked():
+            return None
+        await lock.acquire()
+        lock_queue = f"{queue}.lock"
+        channels: list[aiormq.abc.AbstractChannel] = []
+        try:
+            with _map_errors(f"take from {queue!r}"):
+                raw = self._raw_connection()
+                lock_channel = await raw.channel(publisher_confirms=False)
+                channels.append(lock_channel)
+                try:
+                    await lock_channel.queue_declare(lock_queue, exclusive=True)
+                except aiormq.exceptions.ChannelLockedResource:
+                    lock.release()
+                    return None
+                channel = await raw.channel(publisher_confirms=False)
+                channels.append(channel)
+                taken: list[aiormq.abc.DeliveredMessage] = []
+                try:
+                    declared = await channel.queue_declare(queue, passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    # A queue that is gone holds nothing to take.
+                    return _Batch(lock, lock_channel, lock_queue, channel, taken)
+                if (declared.message_count or 0) >= min_count:
+                    while True:
+                        message = await channel.basic_get(queue, no_ack=False)
+                        if isinstance(message.delivery, spec.Basic.GetEmpty):
+                            break
+                        taken.append(message)
+                return _Batch(lock, lock_channel, lock_queue, channel, taken)
+        except BaseException:
+            for opened in channels:
+                if not opened.is_closed:
+                    await opened.close()
+            lock.release()
+            raise
+
+    def _raw_connection(self) -> aiormq.abc.AbstractConnection:
+        underlay = getattr(self._connection, "transport", None)
+        raw = getattr(underlay, "connection", None)
+        if raw is None or raw.is_closed:
+            raise BrokerConnectionError("transport is not connected")
+        return raw  # type: ignore[no-any-return]
 
     async def consume(
         self, queue: str, handler: Handler, *, prefetch: int, no_ack: bool = False

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 __all__ = (
+    "Batch",
     "Binding",
     "Consumer",
     "Delivery",
@@ -22,6 +23,7 @@ __all__ = (
     "ExchangeSpec",
     "ExchangeType",
     "Handler",
+    "Publish",
     "QueueSpec",
     "Transport",
 )
@@ -105,6 +107,32 @@ class Delivery(Protocol):
 Handler = Callable[[Delivery], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """One publish inside :meth:`Batch.commit`."""
+
+    envelope: Envelope
+    exchange: str = ""
+    routing_key: str = ""
+
+
+class Batch(Protocol):
+    """Messages taken from a queue under an exclusive lock (see ``Transport.take_all``).
+
+    Exactly one of :meth:`commit` / :meth:`release` must be awaited; either releases
+    the lock. If the taker dies first, the broker returns the messages and frees the lock.
+    """
+
+    @property
+    def envelopes(self) -> list[Envelope]: ...
+
+    async def commit(self, publishes: list[Publish]) -> None:
+        """Atomically publish ``publishes`` and remove the taken messages from the queue."""
+
+    async def release(self) -> None:
+        """Return the taken messages to the queue untouched."""
+
+
 class Consumer(Protocol):
     """A running subscription; :meth:`cancel` stops new deliveries."""
 
@@ -144,6 +172,15 @@ class Transport(Protocol):
         :raises PublishError: the broker refused it, or (mandatory) it was unroutable.
         :raises BrokerConnectionError: the connection is gone.
         """
+
+    async def take_all(self, queue: str, *, min_count: int) -> Batch | None:
+        """Lock ``queue`` for this caller alone and take every message it holds.
+
+        Returns ``None`` when another caller (in any process) holds the lock. When the
+        queue holds fewer than ``min_count`` messages, or does not exist, nothing is
+        taken (the batch is empty). The lock lives as long as the batch, or as this connection.
+        """
+        ...
 
     async def consume(
         self, queue: str, handler: Handler, *, prefetch: int, no_ack: bool = False

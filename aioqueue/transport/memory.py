@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..exceptions import BrokerConnectionError, BrokerError, PublishError
-from .base import Binding, Envelope, ExchangeSpec, Handler, QueueSpec
+from .base import Binding, Envelope, ExchangeSpec, Handler, Publish, QueueSpec
 
 __all__ = ("MemoryTransport",)
 
@@ -99,6 +99,37 @@ def _headers_match(arguments: dict[str, Any], headers: dict[str, Any]) -> bool:
     return all(hits) if arguments.get("x-match", "all") == "all" else any(hits)
 
 
+@dataclass(eq=False, slots=True)
+class _Batch:
+    transport: MemoryTransport
+    queue: _Queue
+    taken: list[_Message]
+    done: bool = False
+
+    @property
+    def envelopes(self) -> list[Envelope]:
+        return [m.envelope for m in self.taken]
+
+    async def commit(self, publishes: list[Publish]) -> None:
+        # Nothing can interleave between these steps: they do not await.
+        self._finish()
+        for p in publishes:
+            self.transport._publish_now(p.envelope, p.exchange, p.routing_key, mandatory=False)
+
+    async def release(self) -> None:
+        self._finish()
+        for message in reversed(self.taken):
+            message.redelivered = True
+            self.queue.messages.appendleft(message)
+        self.transport._dispatch(self.queue)
+
+    def _finish(self) -> None:
+        if self.done:
+            raise BrokerError("batch already committed or released")
+        self.done = True
+        self.transport._locks.discard(self.queue.spec.name)
+
+
 class MemoryTransport:
     """In-process transport. Several apps may share one instance to talk to each other."""
 
@@ -109,6 +140,7 @@ class MemoryTransport:
         self._bindings: list[Binding] = []
         self._queues: dict[str, _Queue] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: set[str] = set()
         self._closed = False
 
     async def connect(self) -> None:
@@ -162,11 +194,25 @@ class MemoryTransport:
         self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
     ) -> None:
         self._check_open()
-        targets = self._route(exchange, routing_key, envelope.headers)
-        if not targets and mandatory:
-            raise PublishError(f"message to {exchange!r}/{routing_key!r} is unroutable")
-        for queue in targets:
-            self._enqueue(queue, _Message(envelope, exchange, routing_key))
+        self._publish_now(envelope, exchange, routing_key, mandatory=mandatory)
+
+    async def take_all(self, queue: str, *, min_count: int) -> _Batch | None:
+        self._check_open()
+        target = self._queues.get(queue)
+        if target is None:
+            # A queue that is gone holds nothing to take.
+            target = _Queue(QueueSpec(queue))
+        if queue in self._locks:
+            return None
+        self._locks.add(queue)
+        taken: list[_Message] = []
+        if len(target.messages) >= min_count:
+            taken = list(target.messages)
+            target.messages.clear()
+            for message in taken:
+                if message.expiry is not None:
+                    message.expiry.cancel()
+        return _Batch(self, target, taken)
 
     async def consume(
         self, queue: str, handler: Handler, *, prefetch: int, no_ack: bool = False
@@ -190,6 +236,15 @@ class MemoryTransport:
         if self._closed:
             raise BrokerConnectionError("memory transport is closed")
 
+    def _publish_now(
+        self, envelope: Envelope, exchange: str, routing_key: str, *, mandatory: bool
+    ) -> None:
+        targets = self._route(exchange, routing_key, envelope.headers)
+        if not targets and mandatory:
+            raise PublishError(f"message to {exchange!r}/{routing_key!r} is unroutable")
+        for queue in targets:
+            self._enqueue(queue, _Message(envelope, exchange, routing_key))
+
     def _route(self, exchange: str, routing_key: str, headers: dict[str, Any]) -> list[_Queue]:
         if exchange == "":
             queue = self._queues.get(routing_key)
@@ -210,7 +265,7 @@ class MemoryTransport:
                 names.append(b.queue)
         return [self._queues[n] for n in names]
 
-    def _enqueue(self, queue: _Queue, message: _Message, *, front: bool = False) -> None:
+    def _enqueue(self, queue: _Queue, message: _Message) -> None:
         ttl = queue.spec.arguments.get("x-message-ttl")
         if message.envelope.expiration_ms is not None:
             ttl = (
@@ -219,10 +274,7 @@ class MemoryTransport:
         if ttl is not None:
             loop = asyncio.get_running_loop()
             message.expiry = loop.call_later(ttl / 1000, self._expire, queue, message)
-        if front:
-            queue.messages.appendleft(message)
-        else:
-            queue.messages.append(message)
+        queue.messages.append(message)
         self._dispatch(queue)
 
     def _expire(self, queue: _Queue, message: _Message) -> None:

@@ -28,6 +28,8 @@ from ..message import ResultMessage, TaskMessage, utc_now
 from ..routing import Queue, delay_topology, dlq_name
 from ..transport.base import Consumer, Delivery, Envelope
 from . import execute
+from .chord import record_part
+from .completion import followups
 
 if TYPE_CHECKING:
     from ..app import App
@@ -161,7 +163,7 @@ class Worker:
         due = execute.when_due(message.eta, message.expires, utc_now())
         if due.expired:
             log.info("task %s[%s] expired, not run", message.task, message.id)
-            await self._report(message, execute.revoked_state(message.id, "expired"))
+            await self._finish(message, execute.revoked_state(message.id, "expired"))
             await self._ack(delivery)
             return
         if due.delay_bucket_ms is not None:
@@ -173,9 +175,28 @@ class Worker:
             await self._dead_letter(delivery, exc, message)
             return
         state = await self._run(task, bound, message)
-        await self._report(message, state)
+        await self._finish(message, state)
         await self._ack(delivery)
         self.processed += 1
+
+    async def _finish(self, message: TaskMessage, state: ResultMessage) -> None:
+        """Publish what follows the task together with its result; then its chord part."""
+        app = self.app
+        try:
+            todo = followups(message, state, app.codec)
+        except AioQueueError as exc:
+            # The workflow after this task cannot be continued: the task fails.
+            state = execute.failure_state(message.id, exc)
+            todo = followups(message, state, app.codec)
+        if todo.tasks.messages:
+            state = state.model_copy(update={"children": todo.children()})
+        await asyncio.gather(
+            app.publish_plan(todo.tasks),
+            self._report(message, state),
+            *(app.transport.publish(p.envelope, routing_key=p.routing_key) for p in todo.states),
+        )
+        if message.chord is not None:
+            await record_part(app, message, state)
 
     async def _run(self, task: Any, bound: Any, message: TaskMessage) -> ResultMessage:
         limit = message.timelimit[0] or task.options.time_limit
@@ -238,7 +259,8 @@ class Worker:
         task_id = message.id if message else _str_or_none(envelope.headers.get("id"))
         task_id = task_id or envelope.correlation_id
         reply_to = message.reply_to if message else envelope.reply_to
-        if task_id and reply_to:
+        ignore = message.ignore_result if message else envelope.headers.get("ignore_result")
+        if task_id and reply_to and ignore is not True:
             state = execute.failure_state(task_id, error)
             stub = TaskMessage(id=task_id, task=message.task if message else "?", reply_to=reply_to)
             await self._report(stub, state)

@@ -27,12 +27,13 @@ from ..message import ResultMessage, State, TaskMessage, utc_now
 from ..routing import delay_bucket_ms
 from ..serialization import Codec
 from ..task import Task
-from ..transport.base import Envelope
+from ..transport.base import Envelope, Publish
 
 __all__ = (
     "Due",
     "call",
     "decode",
+    "failure_fanout",
     "failure_state",
     "revoked_state",
     "success_state",
@@ -171,6 +172,39 @@ def revoked_state(task_id: str, reason: str) -> ResultMessage:
         },
         date_done=utc_now(),
     )
+
+
+def promised(node: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(task_id, reply_to)`` of every promise a caller may await in a canvas node:
+    its tasks, what is chained after them, a chord's body."""
+    options = node.get("options") or {}
+    kind = node.get("subtask_type")
+    found: list[tuple[str, str]] = []
+    if kind is None and options.get("task_id") and options.get("reply_to"):
+        found.append((options["task_id"], options["reply_to"]))
+    elif kind in ("chain", "group"):
+        for child in node["kwargs"]["tasks"]:
+            found.extend(promised(child))
+    elif kind == "chord":
+        found.extend(promised(node["kwargs"]["body"]))
+    for after in options.get("chain") or ():
+        found.extend(promised(after))
+    return found
+
+
+def failure_fanout(codec: Codec, node: dict[str, Any], state: ResultMessage) -> list[Publish]:
+    """Publishes giving ``state`` (a FAILURE) to every promise in ``node``, so nobody
+    waits for a step that will never run."""
+    out = []
+    for task_id, reply_to in promised(node):
+        copy = state.model_copy(update={"task_id": task_id})
+        envelope = Envelope(
+            body=codec.encode(copy.body()),
+            correlation_id=task_id,
+            persistent=False,
+        )
+        out.append(Publish(envelope, routing_key=reply_to))
+    return out
 
 
 def _portable_args(exc: BaseException) -> tuple[Any, ...]:

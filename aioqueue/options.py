@@ -1,24 +1,20 @@
-"""Send options and signatures: what to call, with what, and how to send it.
+"""Send options, and the pure step from a call to a protocol v2 message.
 
 :class:`Options` groups the keyword-only send options (queue, countdown, eta, expires,
-priority, ...); task arguments never share their namespace. :class:`Signature` is a frozen
-value naming a task, its arguments and its options, serialised exactly as Celery embeds
-signatures. :func:`build_message` is the pure step from a signature to a protocol v2
-:class:`~aioqueue.message.TaskMessage`.
+priority, ...); task arguments never share their namespace. :func:`build_message` turns
+a task name, its arguments and options into a :class:`~aioqueue.message.TaskMessage`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from .exceptions import ConfigurationError
 from .message import TaskMessage, new_id, utc_now
 
-__all__ = ("Options", "Signature", "build_message")
-
-R = TypeVar("R")
+__all__ = ("Options", "build_message")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,60 +84,21 @@ class Options:
         return cls(**values)
 
 
-@dataclass(frozen=True, slots=True)
-class Signature(Generic[R]):
-    """A task call as a value: name, arguments, options.
-
-    ``immutable`` signatures (``task.si(...)``) ignore the previous result in a chain;
-    the others (``task.s(...)``) receive it as their first argument.
-    """
-
-    task: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    options: Options = field(default_factory=Options)
-    immutable: bool = False
-
-    def with_options(self, **options: Any) -> Signature[R]:
-        """A copy with these send options set (see :class:`Options`)."""
-        return replace(self, options=self.options.merged(Options(**options)))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Celery's embedded-signature object."""
-        return {
-            "task": self.task,
-            "args": list(self.args),
-            "kwargs": dict(self.kwargs),
-            "options": self.options.to_dict(),
-            "subtask_type": None,
-            "immutable": self.immutable,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Signature[Any]:
-        """Read Celery's embedded-signature object."""
-        return cls(
-            task=data["task"],
-            args=tuple(data.get("args") or ()),
-            kwargs=dict(data.get("kwargs") or {}),
-            options=Options.from_dict(data.get("options") or {}),
-            immutable=bool(data.get("immutable", False)),
-        )
-
-
 def build_message(
-    sig: Signature[Any],
+    task: str,
+    args: tuple[Any, ...] | list[Any],
+    kwargs: dict[str, Any],
+    opts: Options,
     *,
     reply_to: str | None,
     now: datetime | None = None,
     **fields: Any,
 ) -> TaskMessage:
-    """The protocol v2 message for ``sig`` (pure; ``now`` is injectable for tests).
+    """The protocol v2 message calling ``task`` (pure; ``now`` is injectable for tests).
 
     Extra keyword arguments set :class:`TaskMessage` fields directly (``root_id``,
     ``parent_id``, ``group``, ``chain``, ...).
     """
-    opts = sig.options
     now = now or utc_now()
     eta = opts.eta
     if opts.countdown is not None:
@@ -151,9 +108,9 @@ def build_message(
         expires = now + timedelta(seconds=expires)
     return TaskMessage(
         id=opts.task_id or new_id(),
-        task=sig.task,
-        args=list(sig.args),
-        kwargs=dict(sig.kwargs),
+        task=task,
+        args=list(args),
+        kwargs=dict(kwargs),
         eta=eta,
         expires=expires,
         timelimit=(opts.time_limit, opts.soft_time_limit),

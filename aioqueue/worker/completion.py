@@ -1,0 +1,51 @@
+"""What follows a finished task: the next chain step, links, errbacks, chord parts.
+
+:func:`followups` decides (pure) what to publish for a finished task; the consumer
+publishes it together with the task's own result, and :func:`~aioqueue.worker.chord.
+record_part` handles the chord, so all workflow continuation starts here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..canvas import Plan, Step, plan
+from ..message import ResultMessage, State, TaskMessage
+from ..serialization import Codec
+from ..transport.base import Publish
+from .execute import failure_fanout
+
+__all__ = ("Followups", "followups")
+
+
+@dataclass(slots=True)
+class Followups:
+    """Messages to publish after a task finished."""
+
+    tasks: Plan = field(default_factory=Plan)  # new task messages (next step, links)
+    states: list[Publish] = field(default_factory=list)  # failures for steps never run
+
+    def children(self) -> list[Any]:
+        """The ``children`` field of the task's result: ``[[id, None], None]`` each."""
+        return [[[o.message.id, None], None] for o in self.tasks.messages]
+
+
+def followups(message: TaskMessage, state: ResultMessage, codec: Codec) -> Followups:
+    """What ``message`` finishing in ``state`` sets in motion (pure)."""
+    out = Followups()
+    root_id = message.root_id or message.id
+    if state.status is State.SUCCESS:
+        if message.chain:
+            step = Step(state.result, message.id, root_id, chain=message.chain[:-1])
+            out.tasks.extend(plan(message.chain[-1], step))
+        for callback in message.callbacks or ():
+            out.tasks.extend(plan(callback, Step(state.result, message.id, root_id)))
+        return out
+    # Old-style errbacks, as Celery applies them: with the failed task's id.
+    for errback in message.errbacks or ():
+        out.tasks.extend(plan(errback, Step(message.id, message.id, root_id)))
+    if message.chain:
+        rest = {"subtask_type": "chain", "kwargs": {"tasks": message.chain}, "options": {}}
+        out.states.extend(failure_fanout(codec, rest, state))
+    return out
