@@ -133,7 +133,8 @@ def banner(worker: Worker) -> str:
         ("results", app.result_backend_url or "disabled"),
         *worker.describe(),
     ]
-    tasks = sorted(app.tasks) or ["(none registered)"]
+    # Celery's built-ins (celery.map, ...) are always there; list the app's own tasks.
+    tasks = sorted(n for n in app.tasks if not n.startswith("celery.")) or ["(none)"]
     rows += [("tasks" if i == 0 else "", name) for i, name in enumerate(tasks)]
     width = max(len(label) for label, _ in rows)
     lines = [f"  {label:<{width}}  {value}" for label, value in rows]

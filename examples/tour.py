@@ -15,7 +15,7 @@ import socket
 import time
 import uuid
 
-from aioqueue import App, ResultTimeoutError
+from aioqueue import App, ResultTimeoutError, chain, chord, group
 
 LOCAL_RABBITMQ = "amqp://guest:guest@localhost:5672//"
 
@@ -126,6 +126,36 @@ async def tour() -> None:
     results = await asyncio.gather(*[add.delay(i, i) for i in range(100)])
     values = await asyncio.gather(*[r.get(timeout=10) for r in results])
     print(f"100 x add.delay(i, i), summed = {sum(values)}")
+    await canvas()
+
+
+async def canvas() -> None:
+    """Workflows: partials, chains, groups, chords, map/starmap/chunks."""
+    # A partial misses arguments: in a chain, the previous result comes first.
+    flow = multiply.s(2, 3) | multiply.s(4) | multiply.s(5)
+    result = await flow.delay()
+    print(f"multiply.s(2, 3) | multiply.s(4) | multiply.s(5) = {await result.get(timeout=10)}")
+    if result.parent is not None:
+        print(f"  its parent (the second step) returned {await result.parent.get(timeout=10)}")
+    fixed = await chain(add.s(1, 1), multiply.si(2, 5)).delay()
+    print(f"chain(add.s(1, 1), multiply.si(2, 5)) = {await fixed.get(timeout=10)}  (.si ignores 2)")
+
+    squares = await group(multiply.s(i, i) for i in range(10)).delay()
+    print(f"group(multiply.s(i, i) for i in range(10)) = {await squares.get(timeout=10)}")
+    total = await chord(group(multiply.s(i, i) for i in range(10)), xsum.s()).delay()
+    print(f"chord(..., xsum.s()) = {await total.get(timeout=10)}")
+    also = await (group(add.s(i, i) for i in range(5)) | xsum.s()).delay()
+    print(f"group(...) | xsum.s() (a chord) = {await also.get(timeout=10)}")
+
+    mapped = await xsum.map([[1, 2], [3, 4]]).delay()
+    print(f"xsum.map([[1, 2], [3, 4]]) = {await mapped.get(timeout=10)}")
+    starred = await multiply.starmap([(1, 2), (3, 4)]).delay()
+    print(f"multiply.starmap([(1, 2), (3, 4)]) = {await starred.get(timeout=10)}")
+    pairs = [(i, i) for i in range(10)]
+    chunked = await add.chunks(pairs, 4).delay()
+    print(f"add.chunks([(i, i) for i in range(10)], 4) = {await chunked.get(timeout=10)}")
+    routed = await multiply.s(2, 21).with_options(countdown=0.5).delay()
+    print(f"multiply.s(2, 21).with_options(countdown=0.5) = {await routed.get(timeout=10)}")
 
 
 if __name__ == "__main__":
