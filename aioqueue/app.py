@@ -55,7 +55,7 @@ class App:
         allowed, as are the modules that define this app's tasks.
     :param publish_timeout: seconds a publish may wait for a lost connection to return.
     :param chord_expires: seconds a chord's progress is kept in RabbitMQ after its last
-        activity, should it never complete.
+        activity (also once it completed, for members redelivered late).
     """
 
     def __init__(
@@ -241,7 +241,8 @@ class App:
                 canvas.args,
                 canvas.kwargs,
                 opts,
-                reply_to=None if opts.ignore_result else reply_to,
+                # Celery sends reply_to even with ignore_result; the header tells the worker.
+                reply_to=reply_to,
             )
             await self.publish(message, opts)
             return AsyncResult(message.id, self.results)

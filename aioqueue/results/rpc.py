@@ -83,6 +83,9 @@ class RpcBackend:
         for future in self._waiters.values():
             if not future.done():
                 future.set_exception(BrokerConnectionError("the app was closed"))
+                # Mark it retrieved: after a timed-out wait nobody awaits it, and asyncio
+                # would log "Future exception was never retrieved"; live waiters still get it.
+                future.exception()
         self._waiters.clear()
         if consumer is not None:
             try:

@@ -29,9 +29,11 @@ redoes the work. A member that is redelivered publishes its part again; parts ar
 by index, so the duplicate counts once. When a member cannot take the lock (another
 pass runs), it retries until it has made its own pass.
 
-Once the body is published the chord queue is deleted. A failed chord keeps its queue
-(with the marker) for the members still running; RabbitMQ's ``x-expires`` removes it,
-as it removes the queue of a chord that never completes.
+A decided chord (fired or failed) keeps its queue, holding only the marker, for the
+members still running or redelivered later: were it deleted, the parts of members
+redelivered after the firing (their worker died before acking them) would start it
+again. RabbitMQ's ``x-expires`` (``App(chord_expires=...)``) removes it, as it removes
+the queue of a chord that never completes.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..canvas import Step, plan
-from ..exceptions import AioQueueError, MalformedMessageError
+from ..exceptions import MalformedMessageError
 from ..message import ResultMessage, State, TaskMessage, utc_now
 from ..transport.base import Envelope, Publish
 from . import execute
@@ -127,11 +129,9 @@ async def record_part(app: App, message: TaskMessage, state: ResultMessage) -> N
         # Members still running will record parts; the marker tells them it is over.
         log.info("chord %s failed (member %s)", group_id, (decision.failure or {}).get("index"))
         return
+    # The queue, now holding only the marker, is kept (x-expires removes it): deleting it
+    # would lose the marker, and members redelivered afterwards would fire the body again.
     log.debug("chord %s fired", group_id)
-    try:
-        await app.transport.delete_queue(queue)
-    except AioQueueError as exc:
-        log.debug("deleting chord queue %s: %s", queue, exc)
 
 
 async def _publishes(

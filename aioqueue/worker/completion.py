@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..canvas import Plan, Step, plan
+from ..canvas import NOTHING, Plan, Step, plan
+from ..exceptions import AioQueueError
 from ..message import ResultMessage, State, TaskMessage
 from ..serialization import Codec
 from ..transport.base import Publish
@@ -25,6 +26,9 @@ class Followups:
 
     tasks: Plan = field(default_factory=Plan)  # new task messages (next step, links)
     states: list[Publish] = field(default_factory=list)  # failures for steps never run
+    # Chord members that will never run (a chain member failed before its last step):
+    # their chord must record them as failed, else it would wait for them forever.
+    chord_members: list[TaskMessage] = field(default_factory=list)
 
     def children(self) -> list[Any]:
         """The ``children`` field of the task's result: ``[[id, None], None]`` each."""
@@ -48,4 +52,11 @@ def followups(message: TaskMessage, state: ResultMessage, codec: Codec) -> Follo
     if message.chain:
         rest = {"subtask_type": "chain", "kwargs": {"tasks": message.chain}, "options": {}}
         out.states.extend(failure_fanout(codec, rest, state))
+        for node in message.chain:
+            if node.get("subtask_type") is None and (node.get("options") or {}).get("chord"):
+                try:
+                    member = plan(node, Step(NOTHING, message.id, root_id)).messages
+                except AioQueueError:
+                    continue
+                out.chord_members.extend(o.message for o in member)
     return out

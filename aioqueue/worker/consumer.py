@@ -156,9 +156,13 @@ class Worker:
         app = self.app
         try:
             message = execute.decode(delivery.envelope, app.codec)
-            task = execute.lookup(app.tasks, message)
         except MessageError as exc:
             await self._dead_letter(delivery, exc)
+            return
+        try:
+            task = execute.lookup(app.tasks, message)
+        except MessageError as exc:
+            await self._dead_letter(delivery, exc, message)
             return
         due = execute.when_due(message.eta, message.expires, utc_now())
         if due.expired:
@@ -197,6 +201,8 @@ class Worker:
         )
         if message.chord is not None:
             await record_part(app, message, state)
+        for member in todo.chord_members:
+            await record_part(app, member, state.model_copy(update={"task_id": member.id}))
 
     async def _run(self, task: Any, bound: Any, message: TaskMessage) -> ResultMessage:
         limit = message.timelimit[0] or task.options.time_limit
@@ -256,13 +262,19 @@ class Worker:
         await self.app.transport.publish(
             replace(envelope, headers=headers), routing_key=dlq_name(delivery.queue)
         )
-        task_id = message.id if message else _str_or_none(envelope.headers.get("id"))
+        if message is not None:
+            # A failure like any other (as Celery marks an unknown task): the caller is
+            # told, errbacks run, steps chained after it fail, its chord records it.
+            await self._finish(message, execute.failure_state(message.id, error))
+            await self._ack(delivery)
+            return
+        task_id = _str_or_none(envelope.headers.get("id"))
         task_id = task_id or envelope.correlation_id
-        reply_to = message.reply_to if message else envelope.reply_to
-        ignore = message.ignore_result if message else envelope.headers.get("ignore_result")
+        reply_to = envelope.reply_to
+        ignore = envelope.headers.get("ignore_result")
         if task_id and reply_to and ignore is not True:
             state = execute.failure_state(task_id, error)
-            stub = TaskMessage(id=task_id, task=message.task if message else "?", reply_to=reply_to)
+            stub = TaskMessage(id=task_id, task="?", reply_to=reply_to)
             await self._report(stub, state)
         await self._ack(delivery)
 

@@ -1,0 +1,108 @@
+"""Rebuilding a remote failure on the caller."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from aioqueue.exceptions import TaskError, TaskRevokedError, TimeLimitExceeded
+from aioqueue.message import ResultMessage, State
+from aioqueue.result import DEFAULT_EXCEPTION_MODULES, rebuild_exception
+
+TRACEBACK = 'Traceback (most recent call last):\n  File "/srv/tasks.py", line 3\nX: y\n'
+
+
+class NotAllowedError(Exception):
+    pass
+
+
+class NeedsTwoArgs(Exception):
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(a, b)
+
+
+def _failure(exc_type: str, exc_module: str | None, *args: Any) -> ResultMessage:
+    result: dict[str, Any] = {"exc_type": exc_type, "exc_message": list(args)}
+    if exc_module is not None:
+        result["exc_module"] = exc_module
+    return ResultMessage(task_id="t-1", status=State.FAILURE, result=result, traceback=TRACEBACK)
+
+
+@pytest.mark.parametrize(
+    ("message", "cls", "args"),
+    [
+        (_failure("ValueError", "builtins", "boom"), ValueError, ("boom",)),
+        (_failure("KeyError", "builtins", "k"), KeyError, ("k",)),
+        (
+            _failure("TimeLimitExceeded", "aioqueue.exceptions", "slow"),
+            TimeLimitExceeded,
+            ("slow",),
+        ),
+        (_failure("NotAllowedError", __name__, "x", 1), NotAllowedError, ("x", 1)),
+    ],
+)
+def test_allowed_type_is_rebuilt_with_the_remote_traceback(
+    message: ResultMessage, cls: type[Exception], args: tuple[Any, ...]
+) -> None:
+    exc = rebuild_exception(message, DEFAULT_EXCEPTION_MODULES | {__name__})
+
+    assert type(exc) is cls
+    assert exc.args == args
+    assert exc.__notes__ == [f"Remote traceback (task t-1):\n{TRACEBACK}"]
+
+
+@pytest.mark.parametrize(
+    ("message", "exc_type", "text", "exc_module"),
+    [
+        # The module is not allowed.
+        (_failure("NotAllowedError", __name__, "x", 1), "NotAllowedError", "x, 1", __name__),
+        # Allowed, but never imported here: nothing is imported for a message.
+        (_failure("Boom", "celery_only.errors", "b"), "Boom", "b", "celery_only.errors"),
+        # Allowed, but the name is not an exception class.
+        (_failure("path", "os", "p"), "path", "p", "os"),
+        # Allowed, but it cannot be built from exc_message.
+        (_failure("NeedsTwoArgs", __name__, "only one"), "NeedsTwoArgs", "only one", __name__),
+        # A BaseException that is not an Exception (e.g. SystemExit) is never raised here.
+        (_failure("SystemExit", "builtins", 1), "SystemExit", "1", "builtins"),
+        (_failure("Weird", None, "w"), "Weird", "w", None),
+    ],
+)
+def test_other_failures_become_task_error(
+    message: ResultMessage, exc_type: str, text: str, exc_module: str | None
+) -> None:
+    allowed = {"builtins", "os", "celery_only.errors"}
+    if "NeedsTwoArgs" in exc_type:
+        allowed.add(__name__)
+    assert "celery_only" not in sys.modules
+
+    exc = rebuild_exception(message, allowed)
+
+    assert type(exc) is TaskError
+    assert isinstance(exc, TaskError)
+    assert exc.exc_type == exc_type
+    assert exc.message == text
+    assert exc.exc_module == exc_module
+    assert exc.remote_traceback == TRACEBACK
+    assert str(exc) == f"{exc_type}: {text}"
+    assert exc.__notes__ == [f"Remote traceback (task t-1):\n{TRACEBACK}"]
+
+
+def test_result_that_is_not_a_celery_failure_object() -> None:
+    message = ResultMessage(task_id="t", status=State.FAILURE, result="oops")
+    exc = rebuild_exception(message, DEFAULT_EXCEPTION_MODULES)
+    assert isinstance(exc, TaskError)
+    assert exc.exc_type == "Exception"
+    assert not hasattr(exc, "__notes__")
+
+
+def test_revoked_becomes_task_revoked_error() -> None:
+    message = ResultMessage(
+        task_id="t-9",
+        status=State.REVOKED,
+        result={"exc_type": "TaskRevokedError", "exc_message": ["expired"]},
+    )
+    exc = rebuild_exception(message, DEFAULT_EXCEPTION_MODULES)
+    assert type(exc) is TaskRevokedError
+    assert "t-9" in str(exc) and "expired" in str(exc)

@@ -1,0 +1,81 @@
+"""Delay buckets and queue topology (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aioqueue.routing import (
+    DELAY_PREFIX,
+    MAX_DELAY_BUCKET_MS,
+    MIN_DELAY_MS,
+    Queue,
+    delay_bucket_ms,
+    delay_topology,
+    dlq_name,
+)
+from aioqueue.transport.base import Binding, ExchangeSpec, QueueSpec
+
+
+@pytest.mark.parametrize(
+    ("remaining_ms", "bucket"),
+    [
+        (-1_000, None),
+        (0, None),
+        (4.99, None),
+        (MIN_DELAY_MS, 4),
+        (7.9, 4),
+        (8, 8),
+        (1_000, 512),
+        (1_023.9, 512),
+        (1_024, 1_024),
+        (10_000, 8_192),
+        (60_000, 32_768),
+        (3_600_000, 2_097_152),
+        (2**31 - 1, 2**30),
+        (2**31, 2**31),
+        (2**40, MAX_DELAY_BUCKET_MS),
+    ],
+)
+def test_delay_bucket_ms(remaining_ms: float, bucket: int | None) -> None:
+    assert delay_bucket_ms(remaining_ms) == bucket
+
+
+@pytest.mark.parametrize("remaining_ms", [5, 6, 99, 1_000, 10_001, 86_400_000, 2**31 + 5])
+def test_bucket_never_overshoots_and_more_than_halves_the_wait(remaining_ms: float) -> None:
+    bucket = delay_bucket_ms(remaining_ms)
+    assert bucket is not None
+    assert bucket <= remaining_ms
+    assert bucket > remaining_ms / 2 or bucket == MAX_DELAY_BUCKET_MS
+    assert bucket & (bucket - 1) == 0  # a power of two: a handful of queues
+
+
+def test_delay_topology_dead_letters_back_through_the_default_exchange() -> None:
+    exchange, queue, binding = delay_topology(8192)
+    name = f"{DELAY_PREFIX}8192"
+    assert exchange == ExchangeSpec(name, "fanout")
+    assert queue == QueueSpec(name, arguments={"x-message-ttl": 8192, "x-dead-letter-exchange": ""})
+    assert binding == Binding(name, name)
+
+
+def test_queue_topology_is_celerys_plus_a_dlq() -> None:
+    exchange, queues, binding = Queue("celery").topology()
+    assert exchange == ExchangeSpec("celery", "direct")
+    assert queues == [QueueSpec("celery"), QueueSpec("celery.dlq")]
+    assert all(q.durable and not q.exclusive for q in queues)
+    assert binding == Binding("celery", "celery", "celery")
+    assert dlq_name("celery") == "celery.dlq"
+
+
+def test_queue_with_its_own_exchange_and_arguments() -> None:
+    queue = Queue(
+        "hi",
+        exchange="tasks",
+        exchange_type="topic",
+        routing_key="hi.#",
+        arguments={"x-max-priority": 10},
+    )
+    exchange, queues, binding = queue.topology()
+    assert exchange == ExchangeSpec("tasks", "topic")
+    assert queues[0] == QueueSpec("hi", arguments={"x-max-priority": 10})
+    assert queues[1] == QueueSpec("hi.dlq")
+    assert binding == Binding("hi", "tasks", "hi.#")
