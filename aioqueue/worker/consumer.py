@@ -200,9 +200,22 @@ class Worker:
             *(app.transport.publish(p.envelope, routing_key=p.routing_key) for p in todo.states),
         )
         if message.chord is not None:
-            await record_part(app, message, state)
+            await self._record_part(message, state)
         for member in todo.chord_members:
-            await record_part(app, member, state.model_copy(update={"task_id": member.id}))
+            await self._record_part(member, state.model_copy(update={"task_id": member.id}))
+
+    async def _record_part(self, message: TaskMessage, state: ResultMessage) -> None:
+        try:
+            await record_part(self.app, message, state)
+        except MessageError as exc:
+            # The chord cannot be tracked (e.g. a Celery client's chord has no
+            # chord_size): its promise fails now rather than never.
+            log.error("chord of task %s[%s]: %s", message.task, message.id, exc)
+            body = message.chord or {}
+            body_id = str((body.get("options") or {}).get("task_id"))
+            failure = execute.failure_state(body_id, exc)
+            for p in execute.failure_fanout(self.app.codec, body, failure):
+                await self.app.transport.publish(p.envelope, routing_key=p.routing_key)
 
     async def _run(self, task: Any, bound: Any, message: TaskMessage) -> ResultMessage:
         limit = message.timelimit[0] or task.options.time_limit

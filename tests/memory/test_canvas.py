@@ -446,7 +446,7 @@ async def test_members_redelivered_after_the_chord_fired_do_not_fire_it_again(
 
         for outgoing in members.messages:
             await app.publish(outgoing.message, outgoing.options)
-        await eventually(lambda: worker.processed == 5)
+        await eventually(lambda: worker.processed >= 5)
         await mark.delay()  # queued after a body the redelivered members might have fired
         await eventually(lambda: "mark" in calls)
 

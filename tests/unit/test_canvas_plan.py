@@ -131,22 +131,20 @@ def _chord_body_id() -> str:
     )
 
 
-GROUP_IDS = lambda: [  # noqa: E731
-    _h("task-group", "group"),
-    *(_h(c, "id") for c in ("task-group", "task-group-1", "task-group-2")),
-]
-CHORD_IDS = lambda: [  # noqa: E731
-    "chord-node",
-    _h("task-chord-redis-backend", "group"),
-    _h("task-chord-redis-backend", "id"),
-    _h("task-chord-redis-backend-1", "id"),
-    _chord_body_id(),
-]
-CHUNKS_IDS = lambda: [  # noqa: E731
-    _h("task-chunks", "group"),
-    _h("task-chunks", "id"),
-    _h("task-chunks-1", "id"),
-]
+def _group_ids() -> list[str]:
+    members = ("task-group", "task-group-1", "task-group-2")
+    return [_h("task-group", "group"), *(_h(c, "id") for c in members)]
+
+
+def _chord_ids() -> list[str]:
+    members = ("task-chord-redis-backend", "task-chord-redis-backend-1")
+    header = _h("task-chord-redis-backend", "group")
+    return ["chord-node", header, *(_h(c, "id") for c in members), _chord_body_id()]
+
+
+def _chunks_ids() -> list[str]:
+    return [_h("task-chunks", "group"), _h("task-chunks", "id"), _h("task-chunks-1", "id")]
+
 
 WIRE_CASES: dict[str, WireCase] = {
     "task-chain_s": WireCase(
@@ -161,14 +159,14 @@ WIRE_CASES: dict[str, WireCase] = {
             *_embedded_chain_ids("task-chain_pipe_si"),
         ],
     ),
-    "task-group": WireCase(lambda: group(multiply.s(i, i) for i in range(3)), GROUP_IDS, 0),
-    "task-group-1": WireCase(lambda: group(multiply.s(i, i) for i in range(3)), GROUP_IDS, 1),
-    "task-group-2": WireCase(lambda: group(multiply.s(i, i) for i in range(3)), GROUP_IDS, 2),
+    "task-group": WireCase(lambda: group(multiply.s(i, i) for i in range(3)), _group_ids, 0),
+    "task-group-1": WireCase(lambda: group(multiply.s(i, i) for i in range(3)), _group_ids, 1),
+    "task-group-2": WireCase(lambda: group(multiply.s(i, i) for i in range(3)), _group_ids, 2),
     "task-chord-redis-backend": WireCase(
-        lambda: chord([multiply.s(1, 1), multiply.s(2, 2)], xsum.s()), CHORD_IDS, 0
+        lambda: chord([multiply.s(1, 1), multiply.s(2, 2)], xsum.s()), _chord_ids, 0
     ),
     "task-chord-redis-backend-1": WireCase(
-        lambda: chord([multiply.s(1, 1), multiply.s(2, 2)], xsum.s()), CHORD_IDS, 1
+        lambda: chord([multiply.s(1, 1), multiply.s(2, 2)], xsum.s()), _chord_ids, 1
     ),
     "task-map": WireCase(
         lambda: xsum.map([[1, 2], [3, 4]]), lambda: [_h("task-map", "id")], reprs_differ=True
@@ -180,13 +178,13 @@ WIRE_CASES: dict[str, WireCase] = {
     ),
     "task-chunks": WireCase(
         lambda: multiply.chunks(zip(range(4), range(4), strict=True), 2).group(),
-        CHUNKS_IDS,
+        _chunks_ids,
         0,
         reprs_differ=True,
     ),
     "task-chunks-1": WireCase(
         lambda: multiply.chunks(zip(range(4), range(4), strict=True), 2).group(),
-        CHUNKS_IDS,
+        _chunks_ids,
         1,
         reprs_differ=True,
     ),
@@ -346,13 +344,14 @@ def test_pipe_is_chain_and_nested_chains_are_flattened() -> None:
 def test_immutable_signatures_are_marked_and_ignore_the_previous_result() -> None:
     node = frozen(add.s(1, 1) | add.si(5, 5) | add.s(7))
     (first,) = messages(node)
-    assert [s["immutable"] for s in first.chain or []] == [False, True]
+    assert first.chain is not None
+    assert [s["immutable"] for s in first.chain] == [False, True]
 
-    immutable = plan(first.chain[-1] if first.chain else {}, Step(2, "id1", "id1"))
-    (after,) = immutable.messages
-    assert after.message.args == [5, 5]
-    mutable = plan(sig("tasks.add", 7, task_id="x"), Step(10, "id2", "id1"))
-    assert mutable.messages[0].message.args == [10, 7]
+    (immutable,) = followups(first, success_state(first, 2, []), app.codec).tasks.messages
+    assert immutable.message.args == [5, 5]
+    done = success_state(immutable.message, 10, [])
+    (mutable,) = followups(immutable.message, done, app.codec).tasks.messages
+    assert mutable.message.args == [10, 7]
 
 
 def test_options_route_and_delay_each_step() -> None:
