@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,10 +27,6 @@ import aiormq
 import aiormq.abc
 import aiormq.exceptions
 from aio_pika.abc import (
-    AbstractChannel,
-    AbstractExchange,
-    AbstractIncomingMessage,
-    AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
@@ -70,36 +67,31 @@ def _map_errors(action: str) -> Iterator[None]:
 class _Delivery:
     __slots__ = ("_message", "_no_ack", "envelope", "queue")
 
-    def __init__(self, message: AbstractIncomingMessage, queue: str, no_ack: bool) -> None:
+    def __init__(self, message: aiormq.abc.DeliveredMessage, queue: str, no_ack: bool) -> None:
         self._message = message
         self._no_ack = no_ack
         self.queue = queue
-        self.envelope = Envelope(
-            body=message.body,
-            headers=dict(message.headers or {}),
-            content_type=message.content_type or "",
-            content_encoding=message.content_encoding or "",
-            correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            priority=message.priority,
-            persistent=message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT,
-        )
+        self.envelope = _envelope(message)
 
     @property
     def redelivered(self) -> bool:
-        return bool(self._message.redelivered)
+        return bool(getattr(self._message.delivery, "redelivered", False))
 
     async def ack(self) -> None:
         if self._no_ack:
             return
+        tag = self._message.delivery_tag
+        assert tag is not None
         with _map_errors(f"ack on {self.queue!r}"):
-            await self._message.ack()
+            await self._message.channel.basic_ack(tag)
 
     async def reject(self, *, requeue: bool) -> None:
         if self._no_ack:
             return
+        tag = self._message.delivery_tag
+        assert tag is not None
         with _map_errors(f"reject on {self.queue!r}"):
-            await self._message.reject(requeue=requeue)
+            await self._message.channel.basic_reject(tag, requeue=requeue)
 
 
 def _properties(envelope: Envelope) -> spec.Basic.Properties:
@@ -191,19 +183,49 @@ class _Batch:
 
 
 class _Consumer:
-    def __init__(self, channel: AbstractChannel, queue: AbstractQueue, tag: str) -> None:
+    """A basic.consume on its own robust channel, issued again whenever it reopens."""
+
+    def __init__(
+        self,
+        channel: AbstractRobustChannel,
+        queue: str,
+        callback: Callable[[aiormq.abc.DeliveredMessage], Coroutine[Any, Any, None]],
+        no_ack: bool,
+    ) -> None:
         self._channel = channel
         self._queue = queue
-        self._tag = tag
+        self._callback = callback
+        self._no_ack = no_ack
+        self._tag = f"aioqueue.{uuid.uuid4().hex}"
+        self._active = False
+
+    async def start(self) -> None:
+        self._active = True
+        await self._consume()
+        self._channel.reopen_callbacks.add(self._on_reopen)
+
+    async def _consume(self) -> None:
+        raw = await self._channel.get_underlay_channel()
+        await raw.basic_consume(
+            self._queue, self._callback, no_ack=self._no_ack, consumer_tag=self._tag
+        )
+
+    async def _on_reopen(self, _: Any) -> None:
+        if self._active:
+            await self._consume()
 
     async def cancel(self) -> None:
         """Stop new deliveries; the channel stays open so running tasks can still ack."""
+        self._active = False
+        self._channel.reopen_callbacks.discard(self._on_reopen)
         if self._channel.is_closed:
             return
-        with _map_errors(f"cancel consumer on {self._queue.name!r}"):
-            await self._queue.cancel(self._tag)
+        with _map_errors(f"cancel consumer on {self._queue!r}"):
+            raw = await self._channel.get_underlay_channel()
+            await raw.basic_cancel(self._tag)
 
     async def close(self) -> None:
+        self._active = False
         if not self._channel.is_closed:
             await self._channel.close()
 
@@ -231,7 +253,6 @@ class AmqpTransport:
         self.connection_name = connection_name
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
         self._queues: dict[str, QueueSpec] = {}
         self._consumers: list[_Consumer] = []
         self._take_locks: dict[str, asyncio.Lock] = {}
@@ -268,7 +289,6 @@ class AmqpTransport:
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
         self._channel = None
-        self._exchanges.clear()
         consumers, self._consumers = self._consumers, []
         if connection is None:
             return
@@ -295,7 +315,7 @@ class AmqpTransport:
     async def declare_exchange(self, spec: ExchangeSpec) -> None:
         channel = await self._ready_channel()
         with _map_errors(f"declare exchange {spec.name!r}"):
-            self._exchanges[spec.name] = await channel.declare_exchange(
+            await channel.declare_exchange(
                 spec.name, aio_pika.ExchangeType(spec.type), durable=spec.durable
             )
 
@@ -334,47 +354,29 @@ class AmqpTransport:
         channel = await self._ready_channel()
         with _map_errors(f"delete exchange {name!r}"):
             await channel.exchange_delete(name)
-        self._exchanges.pop(name, None)
 
     async def publish(
         self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
     ) -> None:
-        message = aio_pika.Message(
-            envelope.body,
-            headers=envelope.headers,
-            content_type=envelope.content_type,
-            content_encoding=envelope.content_encoding,
-            delivery_mode=(
-                aio_pika.DeliveryMode.PERSISTENT
-                if envelope.persistent
-                else aio_pika.DeliveryMode.NOT_PERSISTENT
-            ),
-            correlation_id=envelope.correlation_id,
-            message_id=envelope.correlation_id,
-            reply_to=envelope.reply_to,
-            priority=envelope.priority,
-            expiration=envelope.expiration_ms / 1000 if envelope.expiration_ms else None,
-        )
+        # Straight to aiormq under the robust channel: aio-pika's Message and Exchange
+        # wrappers cost more than the rest of a publish.
+        properties = _properties(envelope)
         deadline = time.monotonic() + self.publish_timeout
         while True:
             try:
                 with _map_errors(f"publish to {exchange!r}/{routing_key!r}"):
-                    target = await self._exchange(exchange)
-                    await target.publish(message, routing_key, mandatory=mandatory)
+                    raw = await self._open_channel().get_underlay_channel()
+                    await raw.basic_publish(
+                        envelope.body,
+                        exchange=exchange,
+                        routing_key=routing_key,
+                        properties=properties,
+                        mandatory=mandatory,
+                    )
                 return
             except BrokerConnectionError:
                 if not await self._wait_reconnected(deadline):
                     raise
-
-    async def _exchange(self, name: str) -> AbstractExchange:
-        channel = self._open_channel()
-        if name == "":
-            return channel.default_exchange
-        exchange = self._exchanges.get(name)
-        if exchange is None:
-            exchange = await channel.get_exchange(name, ensure=False)
-            self._exchanges[name] = exchange
-        return exchange
 
     async def _wait_reconnected(self, deadline: float) -> bool:
         connection = self._connection
@@ -444,20 +446,22 @@ class AmqpTransport:
         if self._connection is None:
             raise BrokerConnectionError("transport is not connected")
         spec = self._queues.get(queue, QueueSpec(queue))
+
+        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+            await handler(_Delivery(message, queue, no_ack))
+
         with _map_errors(f"consume {queue!r}"):
             channel = await self._connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=prefetch)
-            amqp_queue = await channel.declare_queue(
+            # Declared through the robust channel so that it is declared again after a
+            # reconnection, before the consumer is restarted.
+            await channel.declare_queue(
                 spec.name,
                 durable=spec.durable,
                 exclusive=spec.exclusive,
                 arguments=spec.arguments or None,
             )
-
-            async def on_message(message: AbstractIncomingMessage) -> None:
-                await handler(_Delivery(message, queue, no_ack))
-
-            tag = await amqp_queue.consume(on_message, no_ack=no_ack)
-        consumer = _Consumer(channel, amqp_queue, tag)
+            consumer = _Consumer(channel, queue, on_message, no_ack)
+            await consumer.start()
         self._consumers.append(consumer)
         return consumer

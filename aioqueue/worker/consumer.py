@@ -192,13 +192,19 @@ class Worker:
             # The workflow after this task cannot be continued: the task fails.
             state = execute.failure_state(message.id, exc)
             todo = followups(message, state, app.codec)
-        if todo.tasks.messages:
-            state = state.model_copy(update={"children": todo.children()})
-        await asyncio.gather(
-            app.publish_plan(todo.tasks),
-            self._report(message, state),
-            *(app.transport.publish(p.envelope, routing_key=p.routing_key) for p in todo.states),
-        )
+        if not todo.tasks.messages and not todo.states:
+            await self._report(message, state)  # the common case: no task per publish
+        else:
+            if todo.tasks.messages:
+                state = state.model_copy(update={"children": todo.children()})
+            await asyncio.gather(
+                app.publish_plan(todo.tasks),
+                self._report(message, state),
+                *(
+                    app.transport.publish(p.envelope, routing_key=p.routing_key)
+                    for p in todo.states
+                ),
+            )
         if message.chord is not None:
             await self._record_part(message, state)
         for member in todo.chord_members:
