@@ -65,6 +65,8 @@ class RpcBackend:
 
     async def start(self) -> None:
         """Declare the reply queue and start consuming it (idempotent)."""
+        if self._consumer is not None:
+            return
         async with self._starting:
             if self._consumer is not None:
                 return

@@ -145,8 +145,14 @@ class Worker:
             # The outcome could not be published: leave the message unacked so the
             # broker redelivers it when this channel goes.
             log.error("delivery on %s left unacked: %s", delivery.queue, exc)
-        except Exception:
+        except Exception as exc:
             log.exception("unexpected error processing a delivery on %s", delivery.queue)
+            # Parked rather than left unacked: it would hold a slot until the channel dies.
+            error = MessageError(f"unexpected error in the worker: {type(exc).__name__}: {exc}")
+            try:
+                await self._dead_letter(delivery, error)
+            except AioQueueError as dead:
+                log.error("delivery on %s left unacked: %s", delivery.queue, dead)
         finally:
             self._running.discard(current)
             if not self._running:
@@ -227,6 +233,11 @@ class Worker:
         limit = message.timelimit[0] or task.options.time_limit
         try:
             value = await execute.call_with_limit(task, bound, self._limiter, limit)
+            # A result that cannot travel fails the task here, before anything is sent.
+            self.app.codec.encode(value)
+        except EncodeError as exc:
+            error = EncodeError(f"task {message.task!r} returned an unserialisable result: {exc}")
+            return execute.failure_state(message.id, error)
         except Exception as exc:
             log.info("task %s[%s] raised %s: %s", message.task, message.id, type(exc).__name__, exc)
             return execute.failure_state(message.id, exc)
@@ -236,13 +247,8 @@ class Worker:
         """Send ``state`` to the caller, if it asked for results."""
         if not message.reply_to or message.ignore_result:
             return
-        try:
-            body = self.app.codec.encode(state.body())
-        except EncodeError as exc:
-            error = EncodeError(f"task {message.task!r} returned an unserialisable result: {exc}")
-            body = self.app.codec.encode(execute.failure_state(message.id, error).body())
         envelope = Envelope(
-            body=body,
+            body=self.app.codec.encode(state.body()),
             content_type=self.app.codec.content_type,
             content_encoding=self.app.codec.content_encoding,
             correlation_id=message.id,
