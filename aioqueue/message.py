@@ -174,8 +174,13 @@ class TaskMessage(BaseModel):
             embed = {}
         if not isinstance(embed, dict):
             raise MalformedMessageError(f"task {headers['task']!r}: embed must be an object")
-        fields = {k: v for k, v in headers.items() if k in _KNOWN_HEADERS and k != "lang"}
-        extra = {k: v for k, v in headers.items() if k not in _KNOWN_HEADERS}
+        fields: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in headers.items():
+            if key not in _KNOWN_HEADERS:
+                extra[key] = value
+            elif value is not None and key != "lang":
+                fields[key] = value
         try:
             return cls(
                 args=args,
@@ -187,7 +192,7 @@ class TaskMessage(BaseModel):
                 extra_headers=extra,
                 reply_to=reply_to or None,
                 priority=priority,
-                **{k: v for k, v in fields.items() if v is not None},
+                **fields,
             )
         except ValidationError as exc:
             problems = "; ".join(

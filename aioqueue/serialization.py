@@ -57,6 +57,11 @@ def _object_hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
+# One of each, built once: json.dumps/loads with a hook build a new one per call.
+_ENCODER = json.JSONEncoder(default=_default)
+_DECODER = json.JSONDecoder(object_hook=_object_hook)
+
+
 class Codec:
     """Encodes and decodes message bodies.
 
@@ -84,7 +89,7 @@ class Codec:
         :raises EncodeError: the value (or something inside it) is not serialisable.
         """
         try:
-            return json.dumps(value, default=_default).encode("utf-8")
+            return _ENCODER.encode(value).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise EncodeError(str(exc)) from None
 
@@ -96,7 +101,8 @@ class Codec:
         """
         if content_type in (JSON, None, ""):
             try:
-                return json.loads(body, object_hook=_object_hook)
+                text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else body
+                return _DECODER.decode(text)
             except (UnicodeDecodeError, ValueError) as exc:
                 raise DecodeError(f"body is not valid JSON: {exc}") from None
         if content_type == PICKLE and self.accept_pickle:

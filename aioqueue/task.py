@@ -50,6 +50,12 @@ class Task(Generic[P, R]):
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
+        # How many positional arguments the function takes when it has only plain
+        # parameters (no defaults, *args, **kwargs or keyword-only ones), else -1: the
+        # worker then calls it without inspect's slower binding.
+        params = self.signature.parameters.values()
+        plain = all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params)
+        self.plain_arity = len(self.signature.parameters) if plain else -1
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:

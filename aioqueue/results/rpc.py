@@ -58,7 +58,9 @@ class RpcBackend:
         self._max_unclaimed = max_unclaimed
         self._expires_ms = int(reply_queue_expires * 1000)
         self._states: OrderedDict[str, ResultMessage] = OrderedDict()
-        self._waiters: dict[str, asyncio.Future[ResultMessage]] = {}
+        # One future per waiting caller, so that one timing out or being cancelled
+        # leaves the others alone.
+        self._waiters: dict[str, list[asyncio.Future[ResultMessage]]] = {}
         self._consumer: Consumer | None = None
         self._starting: asyncio.Lock = asyncio.Lock()
         self._closed = False
@@ -82,12 +84,10 @@ class RpcBackend:
         """Stop consuming, delete the reply queue and fail every pending waiter."""
         self._closed = True
         consumer, self._consumer = self._consumer, None
-        for future in self._waiters.values():
-            if not future.done():
-                future.set_exception(BrokerConnectionError("the app was closed"))
-                # Mark it retrieved: after a timed-out wait nobody awaits it, and asyncio
-                # would log "Future exception was never retrieved"; live waiters still get it.
-                future.exception()
+        for futures in self._waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(BrokerConnectionError("the app was closed"))
         self._waiters.clear()
         if consumer is not None:
             try:
@@ -105,15 +105,25 @@ class RpcBackend:
             return seen
         if self._closed:
             raise BrokerConnectionError("the app was closed")
-        future = self._waiters.get(task_id)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._waiters[task_id] = future
+        future: asyncio.Future[ResultMessage] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(future)
         try:
-            # shield: a waiter that times out leaves the future to later waiters.
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            if timeout is None:
+                return await future
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
             raise ResultTimeoutError(task_id, timeout or 0.0) from None
+        finally:
+            if not future.done():
+                self._discard_waiter(task_id, future)
+
+    def _discard_waiter(self, task_id: str, future: asyncio.Future[ResultMessage]) -> None:
+        futures = self._waiters.get(task_id, [])
+        if future in futures:
+            futures.remove(future)
+        if not futures:
+            self._waiters.pop(task_id, None)
 
     def forget(self, task_id: str) -> None:
         self._states.pop(task_id, None)
@@ -141,9 +151,9 @@ class RpcBackend:
         # the final one may arrive before anybody waits, or after a waiter timed out.
         self._states[message.task_id] = message
         if message.status.ready:
-            future = self._waiters.pop(message.task_id, None)
-            if future is not None and not future.done():
-                future.set_result(message)
+            for future in self._waiters.pop(message.task_id, ()):
+                if not future.done():
+                    future.set_result(message)
         while len(self._states) > self._max_unclaimed:
             dropped, _ = self._states.popitem(last=False)
             log.warning("dropping unclaimed result of task %s (max_unclaimed reached)", dropped)

@@ -7,7 +7,6 @@ Every function here is either pure (deciding) or runs exactly one user function
 from __future__ import annotations
 
 import functools
-import inspect
 import traceback
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +45,8 @@ _BROKER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 
 def strip_broker_headers(headers: dict[str, Any]) -> dict[str, Any]:
     """``headers`` without those RabbitMQ added when dead-lettering (``x-death``, ...)."""
+    if not any(k.startswith(_BROKER_HEADERS) for k in headers):
+        return headers
     return {k: v for k, v in headers.items() if not k.startswith(_BROKER_HEADERS)}
 
 
@@ -77,15 +78,18 @@ def lookup(tasks: dict[str, Task[Any, Any]], message: TaskMessage) -> Task[Any, 
     return task
 
 
-def bind(task: Task[Any, Any], message: TaskMessage) -> inspect.BoundArguments:
-    """The message's arguments bound to the task's parameters.
+def bind(task: Task[Any, Any], message: TaskMessage) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The ``(args, kwargs)`` to call the task with, checked against its parameters.
 
     :raises ArgumentsError: they do not fit, e.g. a missing or unexpected argument.
     """
+    if not message.kwargs and len(message.args) == task.plain_arity:
+        return tuple(message.args), {}  # the common case, without inspect's binding
     try:
-        return task.signature.bind(*message.args, **message.kwargs)
+        bound = task.signature.bind(*message.args, **message.kwargs)
     except TypeError as exc:
         raise ArgumentsError(f"task {task.name!r}: {exc}") from None
+    return bound.args, bound.kwargs
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,25 +110,29 @@ def when_due(eta: datetime | None, expires: datetime | None, now: datetime) -> D
     return Due(expired=False, delay_bucket_ms=bucket)
 
 
-async def call(task: Task[Any, Any], args: inspect.BoundArguments, limiter: Any) -> Any:
-    """Run the task's function once, within the message's hard time limit if any.
-
-    Sync functions run in a worker thread under ``limiter``.
-    """
+async def call(
+    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], limiter: Any
+) -> Any:
+    """Run the task's function once; sync functions run in a worker thread under
+    ``limiter``."""
     if task.is_async:
-        return await task.fn(*args.args, **args.kwargs)
-    call_fn = functools.partial(task.fn, *args.args, **args.kwargs)
+        return await task.fn(*args, **kwargs)
+    call_fn = functools.partial(task.fn, *args, **kwargs)
     return await anyio.to_thread.run_sync(call_fn, limiter=limiter, abandon_on_cancel=True)
 
 
 async def call_with_limit(
-    task: Task[Any, Any], args: inspect.BoundArguments, limiter: Any, limit: float | None
+    task: Task[Any, Any],
+    arguments: tuple[tuple[Any, ...], dict[str, Any]],
+    limiter: Any,
+    limit: float | None,
 ) -> Any:
     """:func:`call`, raising :class:`TimeLimitExceeded` after ``limit`` seconds."""
+    args, kwargs = arguments
     if limit is None:
-        return await call(task, args, limiter)
+        return await call(task, args, kwargs, limiter)
     with anyio.move_on_after(limit) as scope:
-        return await call(task, args, limiter)
+        return await call(task, args, kwargs, limiter)
     if scope.cancelled_caught:
         raise TimeLimitExceeded(f"task {task.name!r} exceeded its time limit of {limit:g} s")
 

@@ -127,7 +127,8 @@ def _app() -> App:
 def test_bind(args: list[Any], kwargs: dict[str, Any], bound: dict[str, Any]) -> None:
     task = _app().tasks["add"]
     message = TaskMessage(id="i", task="add", args=args, kwargs=kwargs)
-    assert execute.bind(task, message).arguments == bound
+    call_args, call_kwargs = execute.bind(task, message)
+    assert task.signature.bind(*call_args, **call_kwargs).arguments == bound
 
 
 @pytest.mark.parametrize(
@@ -154,7 +155,23 @@ def test_bind_refuses_arguments_that_do_not_fit(
 def test_bind_accepts_anything_for_star_parameters() -> None:
     task = _app().tasks["anything"]
     message = TaskMessage(id="i", task="anything", args=[1, 2, 3], kwargs={"a": 1})
-    assert execute.bind(task, message).arguments == {"args": (1, 2, 3), "kwargs": {"a": 1}}
+    assert execute.bind(task, message) == ((1, 2, 3), {"a": 1})
+
+
+def test_bind_plain_parameters() -> None:
+    app = App("plain")
+
+    @app.task(name="mul")
+    async def mul(x: int, y: int) -> int:
+        return x * y
+
+    task = app.tasks["mul"]
+    assert task.plain_arity == 2
+    assert execute.bind(task, TaskMessage(id="i", task="mul", args=[2, 3])) == ((2, 3), {})
+    with pytest.raises(ArgumentsError, match="missing a required argument: 'y'"):
+        execute.bind(task, TaskMessage(id="i", task="mul", args=[2]))
+    with pytest.raises(ArgumentsError, match="too many positional arguments"):
+        execute.bind(task, TaskMessage(id="i", task="mul", args=[1, 2, 3]))
 
 
 def test_lookup_unknown_task() -> None:
