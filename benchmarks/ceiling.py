@@ -118,9 +118,23 @@ class _Worker:
             log.error("task handling failed", exc_info=exc)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
-        args, _kwargs, _embed = json.loads(message.body)
+        args, _kwargs, embed = json.loads(message.body)
         result = await self._task(*args)
-        if message.reply_to is not None:
+        hops = embed.get("hops", 1)
+        if hops > 1:
+            # W6's chain: the worker forwards the result as the next step itself, and
+            # only the last step replies (the least a chain can do).
+            await self._channel.default_exchange.publish(
+                aio_pika.Message(
+                    json.dumps([[result, 1], {}, {"hops": hops - 1}]).encode(),
+                    content_type="application/json",
+                    correlation_id=message.correlation_id,
+                    reply_to=message.reply_to,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=self._queue.name,
+            )
+        elif message.reply_to is not None:
             reply = {"status": "SUCCESS", "result": result, "task_id": message.correlation_id}
             await self._channel.default_exchange.publish(
                 aio_pika.Message(
@@ -196,10 +210,12 @@ class _Client:
         if future is not None and not future.done():
             future.set_result(json.loads(message.body)["result"])
 
-    async def _publish(self, args: list[Any], task_id: str, reply_to: str | None) -> None:
+    async def _publish(
+        self, args: list[Any], task_id: str, reply_to: str | None, hops: int = 1
+    ) -> None:
         await self._channel.default_exchange.publish(
             aio_pika.Message(
-                json.dumps([args, {}, {}]).encode(),
+                json.dumps([args, {}, {"hops": hops}]).encode(),
                 content_type="application/json",
                 correlation_id=task_id,
                 reply_to=reply_to,
@@ -208,14 +224,15 @@ class _Client:
             routing_key=self._task_queue,
         )
 
-    async def call(self, args: list[Any]) -> asyncio.Future[Any]:
-        """Publish a task; return the future of its result once confirmed."""
+    async def call(self, args: list[Any], hops: int = 1) -> asyncio.Future[Any]:
+        """Publish a task (forwarded ``hops - 1`` times by the worker); return the
+        future of its result once confirmed."""
         task_id = str(uuid.uuid4())
         # Registered before publishing: the reply may overtake the confirm.
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[task_id] = future
         try:
-            await self._publish(args, task_id, self._reply_queue.name)
+            await self._publish(args, task_id, self._reply_queue.name, hops)
         except BaseException:
             self._pending.pop(task_id, None)
             raise
@@ -292,6 +309,36 @@ async def w4(url: str, n: int = 500) -> tuple[float, float]:
     return _percentile(samples, 50), _percentile(samples, 99)
 
 
+async def w6(url: str, n: int = 200, steps: int = 10) -> tuple[float, float]:
+    """A chain of ``steps`` adds, each step forwarded by the worker, awaited end to end
+    ``n`` times in turn; returns (chains/s, p50 ms)."""
+    samples: list[float] = []
+    async with _pair(url, 1000, add) as (_worker, client):
+        start = time.perf_counter()
+        for i in range(n):
+            begin = time.perf_counter()
+            value = await (await client.call([i, 1], hops=steps))
+            samples.append((time.perf_counter() - begin) * 1000)
+            if value != i + steps:
+                raise RuntimeError("w6: wrong result")
+        elapsed = time.perf_counter() - start
+    samples.sort()
+    return n / elapsed, _percentile(samples, 50)
+
+
+async def w7(url: str, n: int = 50, size: int = 100) -> float:
+    """``n`` times in turn, ``size`` adds published at once and their results gathered
+    (a group); returns groups/s."""
+    async with _pair(url, 1000, add) as (_worker, client):
+        start = time.perf_counter()
+        for _ in range(n):
+            futures = await asyncio.gather(*(client.call([i, i]) for i in range(size)))
+            if await asyncio.gather(*futures) != [2 * i for i in range(size)]:
+                raise RuntimeError("w7: wrong results")
+        elapsed = time.perf_counter() - start
+    return n / elapsed
+
+
 def _percentile(sorted_samples: list[float], p: float) -> float:
     # Nearest rank: always an observed latency, never an interpolated one.
     rank = max(1, math.ceil(p / 100 * len(sorted_samples)))
@@ -304,6 +351,9 @@ async def _main(url: str) -> None:
     print(f"w3 2000 x sleep 0.1: {await w3(url):>10.3f} s")
     p50, p99 = await w4(url)
     print(f"w4 round trip      : p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+    chains, chain_p50 = await w6(url)
+    print(f"w6 10-step chain   : {chains:>10,.1f} chains/s, p50 {chain_p50:.3f} ms")
+    print(f"w7 group of 100    : {await w7(url):>10,.1f} groups/s")
 
 
 if __name__ == "__main__":
