@@ -36,6 +36,7 @@ from .exceptions import DecodeError as DecodeError
 from .exceptions import EncodeError as EncodeError
 from .exceptions import MalformedMessageError as MalformedMessageError
 from .exceptions import MessageError as MessageError
+from .exceptions import PreconditionFailedError as PreconditionFailedError
 from .exceptions import PublishError as PublishError
 from .exceptions import ResultTimeoutError as ResultTimeoutError
 from .exceptions import TaskError as TaskError
@@ -69,6 +70,7 @@ __all__ = (
     "MalformedMessageError",
     "MessageError",
     "Options",
+    "PreconditionFailedError",
     "PublishError",
     "Queue",
     "ResultTimeoutError",

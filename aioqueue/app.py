@@ -9,6 +9,7 @@ event loop, no signal handlers), so an app can be defined at import time in any 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime
 from types import TracebackType
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 from .builtins import builtin_tasks
 from .canvas import Canvas, Plan, Signature, freeze, plan, result_of
 from .config import amqp_url, broker_scheme, mask_url, result_backend_scheme
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, PreconditionFailedError
 from .message import TaskMessage, utc_now
 from .options import Options, build_message
 from .result import DEFAULT_EXCEPTION_MODULES, AsyncResult, ResultBackend
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ("App",)
 
+log = logging.getLogger("aioqueue.app")
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -49,6 +52,9 @@ class App:
     :param result_backend: ``rpc://`` (results travel to the caller's reply queue), or
         ``None`` to disable results.
     :param default_queue: where tasks go without a ``queue`` option.
+    :param queues: queue definitions (arguments such as ``x-max-priority`` or
+        ``x-queue-type``, exchange types), used wherever this app declares a queue of
+        that name: when sending to it and when a worker consumes it.
     :param accept_pickle: let workers accept pickle bodies (unsafe; warns).
     :param exception_modules: modules whose exception types a failed task raises again
         on the caller as themselves; builtins, asyncio and aioqueue's own are always
@@ -65,6 +71,7 @@ class App:
         broker: str | Transport = "memory://",
         result_backend: str | None = "rpc://",
         default_queue: str = "celery",
+        queues: Iterable[Queue] = (),
         accept_pickle: bool = False,
         exception_modules: Iterable[str] = (),
         publish_timeout: float = 30.0,
@@ -73,6 +80,7 @@ class App:
         self.name = name
         self.chord_expires = chord_expires
         self.default_queue = default_queue
+        self.queues = {q.name: q for q in queues}
         self.codec = Codec(accept_pickle=accept_pickle)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._exception_modules = frozenset(exception_modules) | DEFAULT_EXCEPTION_MODULES
@@ -323,7 +331,7 @@ class App:
         queue = options.queue or self.default_queue
         if options.exchange is not None:
             return options.exchange, options.routing_key or queue
-        await self.declare(Queue(queue))
+        await self.declare(self.queue(queue))
         bucket = None
         if eta is not None:
             bucket = delay_bucket_ms((eta - utc_now()).total_seconds() * 1000)
@@ -332,17 +340,35 @@ class App:
         await self.declare_delay(bucket)
         return delay_topology(bucket)[0].name, queue
 
+    def queue(self, name: str) -> Queue:
+        """The definition of queue ``name``: from ``App(queues=...)``, else the default."""
+        return self.queues.get(name) or Queue(name)
+
     async def declare(self, queue: Queue) -> None:
-        """Declare a queue's exchange, the queue, its ``.dlq`` and the binding, once."""
+        """Declare a queue's exchange, the queue, its ``.dlq`` and the binding, once.
+
+        A queue that exists with other arguments (declared by a worker that knows its
+        definition) is used as it is, with a warning.
+        """
         if queue.name in self._declared:
             return
         async with self._declaring:
             if queue.name in self._declared:
                 return
-            exchange, specs, binding = queue.topology()
+            exchange, (spec, dlq), binding = queue.topology()
             await self.transport.declare_exchange(exchange)
-            for spec in specs:
+            try:
                 await self.transport.declare_queue(spec)
+            except PreconditionFailedError as exc:
+                log.warning(
+                    "queue %r exists with other arguments; using it as it is (give its "
+                    "definition in App(queues=[...]) to declare it alike): %s",
+                    queue.name,
+                    exc,
+                )
+                self._declared.add(queue.name)
+                return
+            await self.transport.declare_queue(dlq)
             await self.transport.bind(binding)
             self._declared.add(queue.name)
 

@@ -6,6 +6,7 @@ Every error aioqueue raises derives from :class:`AioQueueError`::
     ├── ConfigurationError            bad URL, unknown scheme, invalid option
     ├── BrokerError                   the broker refused or lost something
     │   ├── BrokerConnectionError     (also ConnectionError) cannot reach / lost the broker
+    │   ├── PreconditionFailedError   a declaration conflicts with what the broker has
     │   └── PublishError              a publish was not confirmed (nack, returned, closed)
     ├── MessageError                  a message that cannot be processed (dead-lettered)
     │   ├── DecodeError               body is not valid for its content type
@@ -38,6 +39,7 @@ __all__ = (
     "EncodeError",
     "MalformedMessageError",
     "MessageError",
+    "PreconditionFailedError",
     "PublishError",
     "ResultTimeoutError",
     "TaskError",
@@ -65,6 +67,11 @@ class BrokerError(AioQueueError):
 
 class BrokerConnectionError(BrokerError, ConnectionError):
     """Raised when the broker cannot be reached, or the connection was lost for good."""
+
+
+class PreconditionFailedError(BrokerError):
+    """Raised when a declaration conflicts with what the broker has, e.g. a queue that
+    exists with other arguments (RabbitMQ's PRECONDITION_FAILED)."""
 
 
 class PublishError(BrokerError):

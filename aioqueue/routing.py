@@ -71,11 +71,11 @@ class Queue:
     def binding_key(self) -> str:
         return self.routing_key if self.routing_key is not None else self.name
 
-    def topology(self) -> tuple[ExchangeSpec, list[QueueSpec], Binding]:
+    def topology(self) -> tuple[ExchangeSpec, tuple[QueueSpec, QueueSpec], Binding]:
         """The exchange, the queue and its ``.dlq``, and the binding to declare."""
         return (
             ExchangeSpec(self.exchange_name, self.exchange_type),
-            [QueueSpec(self.name, arguments=dict(self.arguments)), QueueSpec(dlq_name(self.name))],
+            (QueueSpec(self.name, arguments=dict(self.arguments)), QueueSpec(dlq_name(self.name))),
             Binding(self.name, self.exchange_name, self.binding_key),
         )
 

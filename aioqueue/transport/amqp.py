@@ -35,7 +35,12 @@ from pamqp import commands as spec
 from pamqp import encode as pamqp_encode
 
 from ..config import mask_url
-from ..exceptions import BrokerConnectionError, BrokerError, PublishError
+from ..exceptions import (
+    BrokerConnectionError,
+    BrokerError,
+    PreconditionFailedError,
+    PublishError,
+)
 from .base import Binding, Envelope, ExchangeSpec, Handler, Publish, QueueSpec
 
 __all__ = ("AmqpTransport",)
@@ -45,6 +50,7 @@ log = logging.getLogger("aioqueue.transport")
 # Most specific first: the first matching row decides.
 _ERROR_MAP: tuple[tuple[type[BaseException], type[BrokerError]], ...] = (
     (aiormq.exceptions.PublishError, PublishError),
+    (aiormq.exceptions.ChannelPreconditionFailed, PreconditionFailedError),
     (aiormq.exceptions.DeliveryError, PublishError),
     (aiormq.exceptions.AMQPConnectionError, BrokerConnectionError),
     (aiormq.exceptions.ChannelInvalidStateError, BrokerConnectionError),
@@ -322,6 +328,7 @@ class AmqpTransport:
         self.connection_name = connection_name
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
+        self._declarer: AbstractRobustChannel | None = None
         self._queues: dict[str, QueueSpec] = {}
         self._consumers: list[_Consumer] = []
         self._take_locks: dict[str, asyncio.Lock] = {}
@@ -354,10 +361,13 @@ class AmqpTransport:
             self._channel = await self._connection.channel(
                 publisher_confirms=True, on_return_raises=True
             )
+            # Declarations have a channel of their own: one the broker refuses closes
+            # its channel, which must not take publishes in flight with it.
+            self._declarer = await self._connection.channel(publisher_confirms=False)
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
-        self._channel = None
+        self._channel = self._declarer = None
         consumers, self._consumers = self._consumers, []
         if connection is None:
             return
@@ -374,12 +384,13 @@ class AmqpTransport:
         return self._channel
 
     async def _ready_channel(self) -> AbstractRobustChannel:
-        channel = self._open_channel()
-        if channel.is_closed:
-            # A refused declaration closes the channel; reopen it for the next call.
-            with _map_errors("reopen channel"):
-                await channel.reopen()
-        return channel
+        if self._declarer is None:
+            raise BrokerConnectionError("transport is not connected")
+        # After a refused declaration the robust channel reopens itself: wait for it.
+        with _map_errors("reopen channel"):
+            async with asyncio.timeout(self.publish_timeout):
+                await self._declarer.ready()
+        return self._declarer
 
     async def declare_exchange(self, spec: ExchangeSpec) -> None:
         channel = await self._ready_channel()

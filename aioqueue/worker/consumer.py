@@ -64,7 +64,7 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         self.app = app
         names = list(queues) if queues is not None else [app.default_queue]
-        self.queues = [q if isinstance(q, Queue) else Queue(q) for q in names]
+        self.queues = [q if isinstance(q, Queue) else app.queue(q) for q in names]
         self.concurrency = concurrency
         self.prefetch = prefetch or concurrency
         self.shutdown_timeout = shutdown_timeout

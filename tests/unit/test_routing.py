@@ -60,7 +60,7 @@ def test_delay_topology_dead_letters_back_through_the_default_exchange() -> None
 def test_queue_topology_is_celerys_plus_a_dlq() -> None:
     exchange, queues, binding = Queue("celery").topology()
     assert exchange == ExchangeSpec("celery", "direct")
-    assert queues == [QueueSpec("celery"), QueueSpec("celery.dlq")]
+    assert queues == (QueueSpec("celery"), QueueSpec("celery.dlq"))
     assert all(q.durable and not q.exclusive for q in queues)
     assert binding == Binding("celery", "celery", "celery")
     assert dlq_name("celery") == "celery.dlq"
