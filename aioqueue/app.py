@@ -262,7 +262,10 @@ class App:
         """Declare the chords of ``todo``, then publish its messages concurrently."""
         for group_id in todo.chords:
             await self.declare_chord(group_id)
-        await asyncio.gather(*(self.publish(o.message, o.options) for o in todo.messages))
+        if len(todo.messages) == 1:  # a chain's next step: no task for one publish
+            await self.publish(todo.messages[0].message, todo.messages[0].options)
+        else:
+            await asyncio.gather(*(self.publish(o.message, o.options) for o in todo.messages))
 
     async def send_task(
         self,

@@ -60,28 +60,30 @@ class Options:
 
     def merged(self, other: Options) -> Options:
         """These options with every field ``other`` sets taken from ``other``."""
-        changes = {f.name: getattr(other, f.name) for f in fields(other)}
+        changes = {name: getattr(other, name) for name in _OPTION_NAMES}
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         """The fields that are set, as Celery's signature ``options`` object."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in _OPTION_NAMES:
+            value = getattr(self, name)
             if value is None:
                 continue
-            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Options:
         """Read Celery's ``options`` object, ignoring keys aioqueue does not use."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in _OPTION_NAMES}
         for key in ("eta", "expires"):
             if isinstance(values.get(key), str):
                 values[key] = datetime.fromisoformat(values[key])
         return cls(**values)
+
+
+_OPTION_NAMES = tuple(f.name for f in fields(Options))
 
 
 def build_message(

@@ -8,7 +8,9 @@ and whether aioqueue meets its target:
 
 * W1: n ``add`` tasks submitted at once, then every result awaited (tasks/s, >= 0.7x);
 * W2: n fire-and-forget tasks, until the worker has processed all (tasks/s, >= 0.7x);
-* W3: n tasks that each sleep 0.1 s, worker concurrency 1,000 (wall time, < 1.0 s);
+* W3: n tasks that each sleep 0.1 s, worker concurrency 1,000 (wall time, < 1.0 s),
+  against an ``aioqueue worker`` process as users run it (the median of three runs,
+  under W5) and, beside the ceiling, with the worker in this process;
 * W4: n sequential round trips (p50 latency <= 1.3x the ceiling's; p99 shown);
 * W5: RSS of an ``aioqueue worker -c 1000`` process, idle (< 50 MB) and its peak
   while it serves W3 (whose wall time with a separate worker process is shown too);
@@ -32,6 +34,7 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import sys
 import time
 import uuid
@@ -316,7 +319,9 @@ async def aioqueue_w5(url: str, n: int) -> Footprint:
                 done = asyncio.Event()
                 sampler = asyncio.create_task(_peak_rss(process, done))
                 try:
-                    wall = await _naps(client, n)
+                    # The median of three runs: the first one also pays for the
+                    # worker's first burst of a thousand tasks.
+                    wall = statistics.median([await _naps(client, n) for _ in range(3)])
                 finally:
                     done.set()
                     peak = await sampler
@@ -413,12 +418,18 @@ async def run(url: str, sizes: Sizes) -> list[Row]:
         _ratio_row(f"W1 results ({sizes.w1:,})", a1, c1, _rate, ">= 0.7x", lambda r: r >= 0.7),
         _ratio_row(f"W2 no results ({sizes.w2:,})", a2, c2, _rate, ">= 0.7x", lambda r: r >= 0.7),
         Row(
-            f"W3 sleep {NAP_SECONDS} s ({sizes.w3:,})",
+            f"W3 sleep {NAP_SECONDS} s, in-process ({sizes.w3:,})",
             _seconds(a3),
             _seconds(c3),
             f"{a3 / c3:.3f}x",
+        ),
+        Row(
+            f"W3 sleep {NAP_SECONDS} s, worker process ({sizes.w3:,})",
+            _seconds(a5.w3_wall),
+            _seconds(c3),
+            f"{a5.w3_wall / c3:.3f}x",
             "< 1.0 s",
-            a3 < 1.0,
+            a5.w3_wall < 1.0,
         ),
         _ratio_row(
             f"W4 p50 ({sizes.w4:,} calls)", a4[0], c4[0], _ms, "<= 1.3x", lambda r: r <= 1.3
@@ -431,14 +442,6 @@ async def run(url: str, sizes: Sizes) -> list[Row]:
             passed=a5.idle_rss < 50 * MB,
         ),
         Row("W5 peak RSS under W3", f"{a5.peak_rss / MB:.1f} MB"),
-        Row(
-            "W5 W3 wall, worker process",
-            _seconds(a5.w3_wall),
-            _seconds(c3),
-            f"{a5.w3_wall / c3:.3f}x",
-            "< 1.0 s",
-            a5.w3_wall < 1.0,
-        ),
         _ratio_row(
             f"W6 chains ({sizes.w6:,} x {CHAIN_STEPS})",
             a6[0],

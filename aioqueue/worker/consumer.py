@@ -203,14 +203,19 @@ class Worker:
         else:
             if todo.tasks.messages:
                 state = state.model_copy(update={"children": todo.children()})
-            await asyncio.gather(
+            # The result and what follows are published together, their confirms
+            # awaited at once; the result is sent from this task.
+            others = asyncio.gather(
                 app.publish_plan(todo.tasks),
-                self._report(message, state),
                 *(
                     app.transport.publish(p.envelope, routing_key=p.routing_key)
                     for p in todo.states
                 ),
             )
+            try:
+                await self._report(message, state)
+            finally:
+                await others
         if message.chord is not None:
             await self._record_part(message, state)
         for member in todo.chord_members:
