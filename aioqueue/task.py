@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
@@ -122,11 +122,16 @@ class Task(Generic[P, R]):
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         headers: dict[str, Any] | None = None,
+        link: Signature[Any] | Sequence[Signature[Any]] = (),
+        link_error: Signature[Any] | Sequence[Signature[Any]] = (),
     ) -> AsyncResult[R]:
         """Send the task with explicit arguments and options.
 
         Arguments are not checked against ``P`` here (use :meth:`delay` for that); the
         options are described on :class:`~aioqueue.Options`.
+
+        :param link: signatures applied with the result once the task succeeded.
+        :param link_error: signatures applied with the task's id if it failed.
 
         :raises PublishError: the broker did not confirm the message.
         :raises EncodeError: an argument is not serialisable.
@@ -144,7 +149,12 @@ class Task(Generic[P, R]):
             headers=headers,
         )
         sig: Signature[R] = Signature(
-            self.name, tuple(args), dict(kwargs or {}), self.options.merged(options)
+            self.name,
+            tuple(args),
+            dict(kwargs or {}),
+            self.options.merged(options),
+            link=(link,) if isinstance(link, Signature) else tuple(link),
+            link_error=(link_error,) if isinstance(link_error, Signature) else tuple(link_error),
         )
         return cast(AsyncResult[R], await self.sender.send_canvas(sig))
 
