@@ -72,10 +72,18 @@ class Queue:
         return self.routing_key if self.routing_key is not None else self.name
 
     def topology(self) -> tuple[ExchangeSpec, tuple[QueueSpec, QueueSpec], Binding]:
-        """The exchange, the queue and its ``.dlq``, and the binding to declare."""
+        """The exchange, the queue and its ``.dlq``, and the binding to declare.
+
+        A quorum queue dead-letters into its ``.dlq``: from RabbitMQ 4.0 a quorum queue
+        drops a message redelivered 20 times unless it has a dead-letter target.
+        """
+        arguments = dict(self.arguments)
+        if arguments.get("x-queue-type") == "quorum":
+            arguments.setdefault("x-dead-letter-exchange", "")
+            arguments.setdefault("x-dead-letter-routing-key", dlq_name(self.name))
         return (
             ExchangeSpec(self.exchange_name, self.exchange_type),
-            (QueueSpec(self.name, arguments=dict(self.arguments)), QueueSpec(dlq_name(self.name))),
+            (QueueSpec(self.name, arguments=arguments), QueueSpec(dlq_name(self.name))),
             Binding(self.name, self.exchange_name, self.binding_key),
         )
 

@@ -79,3 +79,15 @@ def test_queue_with_its_own_exchange_and_arguments() -> None:
     assert queues[0] == QueueSpec("hi", arguments={"x-max-priority": 10})
     assert queues[1] == QueueSpec("hi.dlq")
     assert binding == Binding("hi", "tasks", "hi.#")
+
+
+def test_quorum_queue_dead_letters_into_its_dlq() -> None:
+    _, (queue, dlq), _ = Queue("work", arguments={"x-queue-type": "quorum"}).topology()
+    assert queue.arguments == {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "work.dlq",
+    }
+    assert dlq == QueueSpec("work.dlq")
+    _, (classic, _), _ = Queue("plain").topology()
+    assert classic.arguments == {}
