@@ -329,6 +329,8 @@ class AmqpTransport:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._declarer: AbstractRobustChannel | None = None
+        # The publishing channel's aiormq channel, until a reconnection replaces it.
+        self._raw_channel: aiormq.abc.AbstractChannel | None = None
         self._queues: dict[str, QueueSpec] = {}
         self._consumers: list[_Consumer] = []
         self._take_locks: dict[str, asyncio.Lock] = {}
@@ -368,6 +370,7 @@ class AmqpTransport:
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
         self._channel = self._declarer = None
+        self._raw_channel = None
         consumers, self._consumers = self._consumers, []
         if connection is None:
             return
@@ -445,7 +448,10 @@ class AmqpTransport:
         while True:
             try:
                 with _map_errors("publish to %r/%r", exchange, routing_key):
-                    raw = await self._open_channel().get_underlay_channel()
+                    raw = self._raw_channel
+                    if raw is None or raw.is_closed:
+                        raw = await self._open_channel().get_underlay_channel()
+                        self._raw_channel = raw
                     await raw.basic_publish(
                         envelope.body,
                         exchange=exchange,
