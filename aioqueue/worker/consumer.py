@@ -192,6 +192,9 @@ class Worker:
     async def _finish(self, message: TaskMessage, state: ResultMessage) -> None:
         """Publish what follows the task together with its result; then its chord part."""
         app = self.app
+        if not (message.chain or message.callbacks or message.errbacks or message.chord):
+            await self._report(message, state)  # the common case: a task on its own
+            return
         try:
             todo = followups(message, state, app.codec)
         except AioQueueError as exc:
@@ -199,7 +202,7 @@ class Worker:
             state = execute.failure_state(message.id, exc)
             todo = followups(message, state, app.codec)
         if not todo.tasks.messages and not todo.states:
-            await self._report(message, state)  # the common case: no task per publish
+            await self._report(message, state)
         else:
             if todo.tasks.messages:
                 state = state.model_copy(update={"children": todo.children()})
@@ -239,7 +242,8 @@ class Worker:
         try:
             value = await execute.call_with_limit(task, bound, self._limiter, limit)
             # A result that cannot travel fails the task here, before anything is sent.
-            self.app.codec.encode(value)
+            if _sends_result(message):
+                self.app.codec.encode(value)
         except EncodeError as exc:
             error = EncodeError(f"task {message.task!r} returned an unserialisable result: {exc}")
             return execute.failure_state(message.id, error)
@@ -317,6 +321,12 @@ class Worker:
             route = f"exchange={q.exchange_name} type={q.exchange_type} key={q.binding_key}"
             rows.append(("queue", f"{q.name} ({route})"))
         return rows
+
+
+def _sends_result(message: TaskMessage) -> bool:
+    """Whether the result leaves this worker: to the caller or into the workflow."""
+    wants_reply = bool(message.reply_to) and not message.ignore_result
+    return wants_reply or bool(message.chain or message.callbacks or message.chord)
 
 
 def _str_or_none(value: Any) -> str | None:
