@@ -207,18 +207,15 @@ class Worker:
             if todo.tasks.messages:
                 state = state.model_copy(update={"children": todo.children()})
             # The result and what follows are published together, their confirms
-            # awaited at once; the result is sent from this task.
-            others = asyncio.gather(
-                app.publish_plan(todo.tasks),
-                *(
-                    app.transport.publish(p.envelope, routing_key=p.routing_key)
-                    for p in todo.states
-                ),
-            )
+            # awaited at once. What follows goes out first, from this task: the next
+            # step of a chain is the workflow's critical path, the result is not.
+            report = asyncio.ensure_future(self._report(message, state))
             try:
-                await self._report(message, state)
+                await app.publish_plan(todo.tasks)
+                for p in todo.states:
+                    await app.transport.publish(p.envelope, routing_key=p.routing_key)
             finally:
-                await others
+                await report
         if message.chord is not None:
             await self._record_part(message, state)
         for member in todo.chord_members:
