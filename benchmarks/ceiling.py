@@ -306,7 +306,7 @@ async def w4(url: str, n: int = 500) -> tuple[float, float]:
             await (await client.call([i, i]))
             samples.append((time.perf_counter() - start) * 1000)
     samples.sort()
-    return _percentile(samples, 50), _percentile(samples, 99)
+    return percentile(samples, 50), percentile(samples, 99)
 
 
 async def w6(url: str, n: int = 200, steps: int = 10) -> tuple[float, float]:
@@ -323,7 +323,7 @@ async def w6(url: str, n: int = 200, steps: int = 10) -> tuple[float, float]:
                 raise RuntimeError("w6: wrong result")
         elapsed = time.perf_counter() - start
     samples.sort()
-    return n / elapsed, _percentile(samples, 50)
+    return n / elapsed, percentile(samples, 50)
 
 
 async def w7(url: str, n: int = 50, size: int = 100) -> float:
@@ -339,8 +339,8 @@ async def w7(url: str, n: int = 50, size: int = 100) -> float:
     return n / elapsed
 
 
-def _percentile(sorted_samples: list[float], p: float) -> float:
-    # Nearest rank: always an observed latency, never an interpolated one.
+def percentile(sorted_samples: list[float], p: float) -> float:
+    """Nearest rank: always an observed latency, never an interpolated one."""
     rank = max(1, math.ceil(p / 100 * len(sorted_samples)))
     return sorted_samples[rank - 1]
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import os
 import shutil
 import signal
@@ -194,7 +193,7 @@ async def aioqueue_w4(url: str, n: int) -> tuple[float, float]:
             await (await bench.add.delay(i, i)).get()
             samples.append((time.perf_counter() - start) * 1000)
     samples.sort()
-    return _percentile(samples, 50), _percentile(samples, 99)
+    return ceiling.percentile(samples, 50), ceiling.percentile(samples, 99)
 
 
 async def aioqueue_w6(url: str, n: int) -> tuple[float, float]:
@@ -210,7 +209,7 @@ async def aioqueue_w6(url: str, n: int) -> tuple[float, float]:
                 raise RuntimeError("W6: wrong result")
         elapsed = time.perf_counter() - start
     samples.sort()
-    return n / elapsed, _percentile(samples, 50)
+    return n / elapsed, ceiling.percentile(samples, 50)
 
 
 async def aioqueue_w7(url: str, n: int) -> float:
@@ -222,12 +221,6 @@ async def aioqueue_w7(url: str, n: int) -> float:
                 raise RuntimeError("W7: wrong results")
         elapsed = time.perf_counter() - start
     return n / elapsed
-
-
-def _percentile(sorted_samples: list[float], p: float) -> float:
-    # Nearest rank, as ceiling.py computes it, so both sides are read the same way.
-    rank = max(1, math.ceil(p / 100 * len(sorted_samples)))
-    return sorted_samples[rank - 1]
 
 
 @dataclass(frozen=True, slots=True)
