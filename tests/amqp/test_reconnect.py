@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ def _close_connections(amqp_url: str) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
 async def test_tasks_survive_dropped_connections(amqp_url: str, queue_name: str) -> None:
     app = App("reconnect", broker=amqp_url, default_queue=queue_name)
     done: list[int] = []
