@@ -68,6 +68,15 @@ async def _queue(transport: Transport, name: str) -> str:
     return name
 
 
+async def _receive_one(transport: Transport, queue: str) -> Delivery:
+    """The next message of ``queue`` (acked), with the consumer cancelled again."""
+    got = _Collector()
+    consumer = await transport.consume(queue, got, prefetch=1)
+    (delivery,) = await got.wait_for(1)
+    await consumer.cancel()
+    return delivery
+
+
 async def _cleanup(transport: Transport, *names: str) -> None:
     for name in names:
         await transport.delete_queue(name)
@@ -83,16 +92,13 @@ async def _check_round_trip(transport: Transport, prefix: str) -> None:
         priority=2,
     )
     await transport.publish(sent, routing_key=queue)
-    got = _Collector()
-    consumer = await transport.consume(queue, got, prefetch=10)
-    (delivery,) = await got.wait_for(1)
+    delivery = await _receive_one(transport, queue)
     env = delivery.envelope
     assert env.body == sent.body, env.body
     assert env.headers == sent.headers, env.headers
     assert (env.correlation_id, env.reply_to, env.priority) == ("c1", "r1", 2)
     assert env.content_type == "application/json" and env.persistent
     assert delivery.queue == queue and not delivery.redelivered
-    await consumer.cancel()
     await _cleanup(transport, queue)
 
 
@@ -161,11 +167,7 @@ async def _check_dead_letter_ttl(transport: Transport, prefix: str) -> None:
     await transport.bind(Binding(delay, delay))
     # The fanout ignores the key; dead-lettering uses it to reach the target.
     await transport.publish(Envelope(body=b"later"), exchange=delay, routing_key=target)
-    got = _Collector()
-    consumer = await transport.consume(target, got, prefetch=1)
-    (delivery,) = await got.wait_for(1)
-    assert delivery.envelope.body == b"later"
-    await consumer.cancel()
+    assert (await _receive_one(transport, target)).envelope.body == b"later"
     await _cleanup(transport, target, delay)
     await transport.delete_exchange(delay)
 
@@ -191,11 +193,7 @@ async def _check_take_all(transport: Transport, prefix: str) -> None:
     after = await transport.take_all(queue, min_count=0)
     assert after is not None and after.envelopes == [], "commit removes the taken messages"
     await after.release()
-    got = _Collector()
-    consumer = await transport.consume(out, got, prefetch=1)
-    (delivery,) = await got.wait_for(1)
-    assert delivery.envelope.body == b"fired"
-    await consumer.cancel()
+    assert (await _receive_one(transport, out)).envelope.body == b"fired"
     await _cleanup(transport, queue, out)
 
 

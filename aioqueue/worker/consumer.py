@@ -139,8 +139,6 @@ class Worker:
         try:
             async with self._slots:
                 await self._process(delivery)
-        except asyncio.CancelledError:
-            raise
         except BrokerError as exc:
             # The outcome could not be published: leave the message unacked so the
             # broker redelivers it when this channel goes.
