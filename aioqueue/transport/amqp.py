@@ -1,15 +1,32 @@
-"""RabbitMQ over AMQP 0-9-1 through aio-pika: the only module that imports aio-pika.
+"""RabbitMQ over AMQP 0-9-1 through aiormq, aio-pika's protocol layer: the only module that
+imports it.
 
-Connections are aio-pika's robust connections: after a loss they reconnect with a fixed
-interval and restore channels, declared queues, bindings and consumers. What was
-delivered but not acked on the lost channel is redelivered by the broker, so a delivery
-whose ack fails for that reason is logged and left to the redelivery. A publish that
-fails because the connection is down waits for the reconnection and is retried within
-``publish_timeout``: at-least-once, never silently dropped.
+Why not aio-pika's robust connection: its channels re-declare, after every reconnection,
+whatever was ever declared through them (chord queues long expired, exclusive lease
+queues that must stay lost), and a consumer whose restart fails is dropped with a log
+line. aioqueue needs the opposite, so this module keeps its own reconnection loop over
+plain aiormq connections:
 
-Channels: one for declarations and publishes (publisher confirms on, unroutable
-mandatory messages raised), and one per consumer so that each has its own per-consumer
-QoS (``basic.qos`` with global=false; global QoS is being withdrawn from RabbitMQ).
+- Reconnection: a supervisor task waits for the connection to close and opens a new one
+  every ``reconnect_interval`` seconds until it succeeds; :attr:`AmqpTransport.generation`
+  then grows. Nothing declared is declared again by the transport, except the queue of
+  each consumer (consuming needs it) before that consumer starts again.
+- Channels: one with publisher confirms for publishes, shared; one for declarations,
+  used by one declaration at a time so that a refused declaration fails alone; one per
+  consumer (per-consumer QoS: ``basic.qos`` with global=false, global QoS is being
+  withdrawn from RabbitMQ); one per lease and per taken batch.
+- A publish to an exchange that is missing closes its channel with a 404, and every
+  publish in flight on it with it. So the first publish to an exchange on a connection
+  checks the exchange with a passive declare on a channel of its own, and a publish that
+  failed because another publish closed the shared channel is sent again on the next
+  channel, within ``publish_timeout``: at least once, never silently dropped.
+- Whatever was delivered but not acked on a lost channel is redelivered by the broker, so
+  a delivery whose ack fails for that reason can be left to the redelivery.
+- Leases are exclusive queues: RabbitMQ deletes one with its connection, so a lease frees
+  itself when its holder dies, and a reconnection loses it for good.
+
+Every asyncio object is created in the running loop: a transport closed in one event loop
+can be connected again from another.
 """
 
 from __future__ import annotations
@@ -19,18 +36,15 @@ import logging
 import struct
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn
 
-import aio_pika
 import aiormq
 import aiormq.abc
 import aiormq.exceptions
-from aio_pika.abc import (
-    AbstractRobustChannel,
-    AbstractRobustConnection,
-)
 from pamqp import commands as spec
 from pamqp import encode as pamqp_encode
 
@@ -43,9 +57,54 @@ from ..exceptions import (
 )
 from .base import Binding, Envelope, ExchangeSpec, Handler, Publish, QueueSpec
 
-__all__ = ("AmqpTransport",)
+__all__ = (
+    "AmqpTransport",
+    "lease_queue_name",
+    "state_queue_name",
+    "take_lock_name",
+)
 
 log = logging.getLogger("aioqueue.transport")
+
+Channel = aiormq.abc.AbstractChannel
+Connection = aiormq.abc.AbstractConnection
+
+# A consumer that stopped is started again this many times, with a doubling pause.
+_RESUBSCRIBE_ATTEMPTS = 5
+_RESUBSCRIBE_DELAY = 0.2
+_RESUBSCRIBE_DELAY_MAX = 5.0
+# Times an innocent publish is sent again after others closed the channel under it.
+_PUBLISH_ATTEMPTS = 5
+# How long closing a channel or the connection may take before it is abandoned.
+_CLOSE_TIMEOUT = 5.0
+# Queue definitions remembered for consumers to declare their queue again after a
+# reconnection; bounded, because queues that expire on their own are never deleted.
+_SPECS_KEPT = 1024
+# How long a state read waits for another reader (at most publish_timeout).
+_STATE_LOCK_WAIT = 5.0
+# A tombstone is compacted away only when no put older than it can still be in flight.
+_TOMBSTONE_KEPT_NS = 600 * 10**9
+
+_KEY = "aioqueue-key"
+_VERSION = "aioqueue-version"
+_WRITER = "aioqueue-writer"
+_TOMBSTONE = "aioqueue-tombstone"
+
+
+def lease_queue_name(name: str) -> str:
+    """The exclusive queue that holds lease ``name``."""
+    return f"aioqueue.lease.{name}"
+
+
+def take_lock_name(queue: str) -> str:
+    """The exclusive queue that locks ``queue`` for ``take_all``."""
+    return f"{queue}.lock"
+
+
+def state_queue_name(store: str) -> str:
+    """The durable queue that keeps state store ``store``."""
+    return f"aioqueue.state.{store}"
+
 
 # Most specific first: the first matching row decides.
 _ERROR_MAP: tuple[tuple[type[BaseException], type[BrokerError]], ...] = (
@@ -55,22 +114,79 @@ _ERROR_MAP: tuple[tuple[type[BaseException], type[BrokerError]], ...] = (
     (aiormq.exceptions.AMQPConnectionError, BrokerConnectionError),
     (aiormq.exceptions.ChannelInvalidStateError, BrokerConnectionError),
     (ConnectionError, BrokerConnectionError),
+    (OSError, BrokerConnectionError),
     (aiormq.exceptions.AMQPError, BrokerError),
 )
+
+# What aiormq raises when a channel or connection fails under an operation.
+_CHANNEL_FAILURES = (aiormq.exceptions.AMQPError, RuntimeError, OSError)
+
+
+def _translate(exc: BaseException, action: str) -> BaseException:
+    if isinstance(exc, BrokerError):
+        return exc
+    for foreign, ours in _ERROR_MAP:
+        if isinstance(exc, foreign):
+            error = ours(f"{action}: {exc}")
+            error.__cause__ = exc
+            return error
+    return exc
+
+
+def _reraise(exc: BaseException, action: str) -> NoReturn:
+    error = _translate(exc, action)
+    if error is exc:
+        raise exc
+    raise error from exc
 
 
 @contextmanager
 def _map_errors(action: str, *args: object) -> Iterator[None]:
-    # ``action % args`` is only formatted on failure: this wraps every publish and ack.
+    # ``action % args`` is only formatted on failure: this wraps every ack.
     try:
         yield
-    except BrokerError:
-        raise
     except Exception as exc:
-        for foreign, ours in _ERROR_MAP:
-            if isinstance(exc, foreign):
-                raise ours(f"{action % args if args else action}: {exc}") from exc
-        raise
+        error = _translate(exc, action % args if args else action)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _close_reason(channel: Channel) -> BaseException | None:
+    """Why a closed channel closed (the broker's refusal), or None."""
+    if not channel.is_closed:
+        return None
+    closing = channel.closing
+    return None if closing.cancelled() else closing.exception()
+
+
+async def _open_channel(connection: Connection, action: str, **options: Any) -> Channel:
+    try:
+        return await connection.channel(**options)
+    except _CHANNEL_FAILURES as exc:
+        if connection.is_closed:
+            raise BrokerConnectionError(f"{action}: the connection is closed") from exc
+        _reraise(exc, action)
+
+
+async def _close_quietly(channel: Channel | None) -> None:
+    if channel is None or channel.is_closed:
+        return
+    try:
+        async with asyncio.timeout(_CLOSE_TIMEOUT):
+            await channel.close()
+    except (*_CHANNEL_FAILURES, TimeoutError) as exc:
+        # The connection is gone or going: the broker closes the channel with it.
+        log.debug("closing channel: %r", exc)
+
+
+async def _get_all(channel: Channel, queue: str) -> list[aiormq.abc.DeliveredMessage]:
+    taken: list[aiormq.abc.DeliveredMessage] = []
+    while True:
+        message = await channel.basic_get(queue, no_ack=False)
+        if isinstance(message.delivery, spec.Basic.GetEmpty):
+            return taken
+        taken.append(message)
 
 
 class _Delivery:
@@ -197,47 +313,134 @@ def _envelope(message: aiormq.abc.DeliveredMessage) -> Envelope:
     )
 
 
+class _Lease:
+    """An exclusive queue declared on a channel of its own.
+
+    The channel also consumes the queue, so that the broker's ``basic.cancel`` tells when
+    someone deleted it. The lease is lost when the channel closes, which it does with the
+    connection.
+    """
+
+    def __init__(self, transport: AmqpTransport, name: str, queue: str, channel: Channel) -> None:
+        self._transport = transport
+        self._name = name
+        self._queue = queue
+        self._channel = channel
+        self._tag = f"aioqueue.lease.{uuid.uuid4().hex}"
+        self._lost = asyncio.Event()
+        self._releasing = False
+        transport._holders[queue] = self
+        channel.closing.add_done_callback(lambda _: self._lose())
+        channel.on_consumer_cancel_callbacks.add(self._on_cancel)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def held(self) -> bool:
+        return not self._lost.is_set()
+
+    @property
+    def connection(self) -> Connection:
+        return self._channel.connection
+
+    async def watch(self) -> None:
+        async def ignore(_: aiormq.abc.DeliveredMessage) -> None:
+            return None
+
+        await self._channel.basic_consume(self._queue, ignore, no_ack=True, consumer_tag=self._tag)
+
+    async def release(self) -> None:
+        if self._lost.is_set() or self._releasing:
+            return
+        self._releasing = True
+        try:
+            if not self._channel.is_closed:
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    # Deleted before it counts as free here: a caller on this connection
+                    # could otherwise declare the same queue and lose it to this delete.
+                    await self._channel.queue_delete(self._queue)
+                    await self._channel.close()
+        except (*_CHANNEL_FAILURES, TimeoutError) as exc:
+            # The connection is gone: the broker dropped the queue with it.
+            log.debug("releasing lease %r: %r", self._name, exc)
+        finally:
+            self._lose()
+
+    async def wait_lost(self) -> None:
+        await self._lost.wait()
+
+    def _on_cancel(self, frame: spec.Basic.Cancel) -> None:
+        if frame.consumer_tag == self._tag and self.held:
+            log.warning("lease %r lost: its queue %r was deleted", self._name, self._queue)
+            self._lose()
+
+    def _lose(self) -> None:
+        if self._lost.is_set():
+            return
+        self._lost.set()
+        holders = self._transport._holders
+        if holders.get(self._queue) is self:
+            del holders[self._queue]
+
+
 class _Batch:
-    """Messages taken with basic.get on a private channel, under an exclusive lock queue.
+    """Messages taken with basic.get on a private channel, under a lease.
 
     :meth:`commit` runs the publishes and the ack of every taken message in one AMQP
     transaction, so a taker killed at any point either did all of it or none of it (the
-    broker then requeues what was taken and deletes the lock with the connection).
+    broker then requeues what was taken and deletes the lease with the connection). A
+    publish the broker refuses closes the channel, which rolls the transaction back.
     """
 
     def __init__(
         self,
-        lock: asyncio.Lock,
-        lock_channel: aiormq.abc.AbstractChannel,
-        lock_queue: str,
-        channel: aiormq.abc.AbstractChannel,
+        transport: AmqpTransport,
+        lease: _Lease,
+        channel: Channel,
         taken: list[aiormq.abc.DeliveredMessage],
     ) -> None:
-        self._lock = lock
-        self._lock_channel = lock_channel
-        self._lock_queue = lock_queue
+        self._transport = transport
+        self._lease = lease
         self._channel = channel
         self._taken = taken
         self.envelopes = [_envelope(m) for m in taken]
 
     async def commit(self, publishes: list[Publish]) -> None:
         try:
+            for exchange in sorted({p.exchange for p in publishes if p.exchange}):
+                try:
+                    await self._transport._check_exchange(exchange)
+                except PublishError as exc:
+                    raise PublishError(f"commit batch: {exc}; nothing was published") from exc
             with _map_errors("commit batch"):
-                await self._channel.tx_select()
-                for p in publishes:
-                    await self._channel.basic_publish(
-                        p.envelope.body,
-                        exchange=p.exchange,
-                        routing_key=p.routing_key,
-                        properties=_properties(p.envelope),
-                    )
-                if self._taken:
-                    tag = self._taken[-1].delivery_tag
-                    assert tag is not None
-                    await self._channel.basic_ack(tag, multiple=True)
-                await self._channel.tx_commit()
+                try:
+                    await self._transact(publishes)
+                except _CHANNEL_FAILURES as exc:
+                    reason = _close_reason(self._channel)
+                    if isinstance(reason, aiormq.exceptions.ChannelNotFoundEntity):
+                        raise PublishError(
+                            f"commit batch: {reason}; nothing was published"
+                        ) from exc
+                    raise
         finally:
             await self._close()
+
+    async def _transact(self, publishes: list[Publish]) -> None:
+        await self._channel.tx_select()
+        for p in publishes:
+            await self._channel.basic_publish(
+                p.envelope.body,
+                exchange=p.exchange,
+                routing_key=p.routing_key,
+                properties=_properties(p.envelope),
+            )
+        if self._taken:
+            tag = self._taken[-1].delivery_tag
+            assert tag is not None
+            await self._channel.basic_ack(tag, multiple=True)
+        await self._channel.tx_commit()
 
     async def release(self) -> None:
         # Closing the channel returns every unacked message to the queue.
@@ -245,64 +448,248 @@ class _Batch:
 
     async def _close(self) -> None:
         try:
-            if not self._channel.is_closed:
-                await self._channel.close()
-            if not self._lock_channel.is_closed:
-                await self._lock_channel.queue_delete(self._lock_queue)
-                await self._lock_channel.close()
-        except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
-            # The connection is gone: the broker already requeued and unlocked.
-            log.debug("closing batch channels: %s", exc)
+            await _close_quietly(self._channel)
         finally:
-            self._lock.release()
+            await self._lease.release()
+
+
+_Stop = Literal["cancelled", "closed"]
 
 
 class _Consumer:
-    """A basic.consume on its own robust channel, issued again whenever it reopens."""
+    """A basic.consume on a channel of its own, started again whenever it stops.
+
+    It stops when its channel closes (the connection went, or the broker closed the
+    channel) or when the broker cancels it (its queue was deleted, a cluster node went).
+    After a lost connection its queue is declared again first, from the definition it was
+    declared with, since an exclusive queue went with the connection; after a cancel it
+    is not, so that a deleted queue stays deleted and the consumer is reported lost.
+    """
 
     def __init__(
         self,
-        channel: AbstractRobustChannel,
+        transport: AmqpTransport,
         queue: str,
-        callback: Callable[[aiormq.abc.DeliveredMessage], Coroutine[Any, Any, None]],
+        spec: QueueSpec | None,
+        handler: Handler,
+        prefetch: int,
         no_ack: bool,
     ) -> None:
-        self._channel = channel
+        self._transport = transport
         self._queue = queue
-        self._callback = callback
+        self._spec = spec
+        self._handler = handler
+        self._prefetch = prefetch
         self._no_ack = no_ack
         self._tag = f"aioqueue.{uuid.uuid4().hex}"
-        self._active = False
+        self._channel: Channel | None = None
+        self._stopped: _Stop | None = None
+        loop = asyncio.get_running_loop()
+        self._lost: asyncio.Future[BrokerError] = loop.create_future()
+        self._broker_cancel: asyncio.Future[None] = loop.create_future()
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._active = True
-        await self._consume()
-        self._channel.reopen_callbacks.add(self._on_reopen)
-
-    async def _consume(self) -> None:
-        raw = await self._channel.get_underlay_channel()
-        await raw.basic_consume(
-            self._queue, self._callback, no_ack=self._no_ack, consumer_tag=self._tag
-        )
-
-    async def _on_reopen(self, _: Any) -> None:
-        if self._active:
-            await self._consume()
+        await self._subscribe(declare=False)
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def cancel(self) -> None:
         """Stop new deliveries; the channel stays open so running tasks can still ack."""
-        self._active = False
-        self._channel.reopen_callbacks.discard(self._on_reopen)
-        if self._channel.is_closed:
+        if self._stopped is not None:
             return
-        with _map_errors(f"cancel consumer on {self._queue!r}"):
-            raw = await self._channel.get_underlay_channel()
-            await raw.basic_cancel(self._tag)
+        self._stopped = "cancelled"
+        await self._stop_watching()
+        channel = self._channel
+        if channel is not None and not channel.is_closed:
+            with _map_errors("cancel consumer of %r", self._queue):
+                await channel.basic_cancel(self._tag)
 
     async def close(self) -> None:
-        self._active = False
-        if not self._channel.is_closed:
-            await self._channel.close()
+        if self._stopped == "closed":
+            return
+        try:
+            await self.cancel()
+        except BrokerError as exc:
+            log.debug("cancelling consumer of %r: %s", self._queue, exc)
+        self._stopped = "closed"
+        self._transport._consumers.discard(self)
+        await _close_quietly(self._channel)
+
+    async def wait_lost(self) -> BrokerError:
+        return await asyncio.shield(self._lost)
+
+    async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+        await self._handler(_Delivery(message, self._queue, self._no_ack))
+
+    def _on_cancel(self, frame: spec.Basic.Cancel) -> None:
+        if frame.consumer_tag == self._tag and not self._broker_cancel.done():
+            self._broker_cancel.set_result(None)
+
+    async def _stop_watching(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not asyncio.current_task():
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _subscribe(self, *, declare: bool) -> None:
+        connection = await self._transport._wait_connection()
+        if declare and self._spec is not None:
+            try:
+                await self._transport.declare_queue(self._spec)
+            except PreconditionFailedError as exc:
+                log.warning("consumer of %r: using the queue as it is: %s", self._queue, exc)
+        channel = self._channel
+        try:
+            if channel is None or channel.is_closed or channel.connection is not connection:
+                action = f"consume {self._queue!r}"
+                channel = await _open_channel(connection, action, publisher_confirms=False)
+                self._channel = channel
+                channel.on_consumer_cancel_callbacks.add(self._on_cancel)
+                with _map_errors(action):
+                    await channel.basic_qos(prefetch_count=self._prefetch)
+            if self._broker_cancel.done():
+                self._broker_cancel = asyncio.get_running_loop().create_future()
+            with _map_errors("consume %r", self._queue):
+                await channel.basic_consume(
+                    self._queue, self._on_message, no_ack=self._no_ack, consumer_tag=self._tag
+                )
+        except BaseException:
+            # The next attempt starts on a fresh channel.
+            await _close_quietly(channel)
+            raise
+
+    async def _watch(self) -> None:
+        while self._stopped is None:
+            channel = self._channel
+            assert channel is not None
+            closing = channel.closing
+            try:
+                await asyncio.wait(
+                    (closing, self._broker_cancel), return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                closing.cancel()
+            if self._stopped is not None:
+                return
+            lost_connection = channel.connection.is_closed
+            if self._broker_cancel.done():
+                why = "the broker cancelled it"
+            elif lost_connection:
+                why = "the connection was lost"
+            else:
+                why = f"its channel closed ({_close_reason(channel)!r})"
+            log.warning("consumer of %r stopped: %s; consuming again", self._queue, why)
+            error = await self._resubscribe(declare=lost_connection)
+            if error is not None:
+                await self._lose(error)
+                return
+            if self._transport._state != "open":
+                return
+
+    async def _resubscribe(self, *, declare: bool) -> BrokerError | None:
+        delay = _RESUBSCRIBE_DELAY
+        failures = 0
+        while True:
+            try:
+                await self._subscribe(declare=declare)
+            except BrokerError as exc:
+                if self._transport._state != "open":
+                    return None  # closing: aclose() closes this consumer
+                if not self._transport._is_connected():
+                    # Lost the connection meanwhile: the transport reconnects; that does
+                    # not count as an attempt, and the queue is declared again.
+                    declare = True
+                    continue
+                failures += 1
+                if failures >= _RESUBSCRIBE_ATTEMPTS:
+                    return BrokerError(
+                        f"consumer of queue {self._queue!r} stopped and could not start "
+                        f"again ({failures} attempts): {exc}"
+                    )
+                log.warning(
+                    "consumer of %r: consuming again failed (%s); attempt %d of %d in %.1f s",
+                    self._queue,
+                    exc,
+                    failures + 1,
+                    _RESUBSCRIBE_ATTEMPTS,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RESUBSCRIBE_DELAY_MAX)
+            else:
+                log.info("consumer of %r consuming again", self._queue)
+                return None
+
+    async def _lose(self, error: BrokerError) -> None:
+        log.error("%s", error)
+        self._stopped = "closed"
+        self._transport._consumers.discard(self)
+        if not self._lost.done():
+            self._lost.set_result(error)
+        await _close_quietly(self._channel)
+
+
+@dataclass(frozen=True, slots=True)
+class _StateRecord:
+    key: str | None
+    version: int
+    writer: str
+    tombstone: bool
+    value: bytes
+
+
+def _state_record(message: aiormq.abc.DeliveredMessage) -> _StateRecord:
+    headers = message.header.properties.headers or {}
+    key = headers.get(_KEY)
+    version = headers.get(_VERSION)
+    return _StateRecord(
+        key=key if isinstance(key, str) else None,
+        version=version if isinstance(version, int) else 0,
+        writer=str(headers.get(_WRITER, "")),
+        tombstone=bool(headers.get(_TOMBSTONE)),
+        value=message.body,
+    )
+
+
+def _compact_state(
+    records: list[_StateRecord], *, now_ns: int, tombstone_kept_ns: int = _TOMBSTONE_KEPT_NS
+) -> tuple[dict[str, bytes], list[int]]:
+    """The live values of a state store, and the positions of the records to drop (pure).
+
+    The newest version of each key wins (ties broken by writer id), never the queue
+    order: compaction puts live records back behind puts that arrived meanwhile. Older
+    versions are garbage; so is a winning tombstone once no older put can still be in
+    flight. Records without a key (not written by aioqueue) are left alone.
+    """
+    newest: dict[str, int] = {}
+    for i, record in enumerate(records):
+        if record.key is None:
+            continue
+        best = newest.get(record.key)
+        if best is None or (record.version, record.writer) > (
+            records[best].version,
+            records[best].writer,
+        ):
+            newest[record.key] = i
+    keep = set(newest.values())
+    garbage = [i for i, r in enumerate(records) if r.key is not None and i not in keep]
+    for i in keep:
+        record = records[i]
+        if record.tombstone and now_ns - record.version > tombstone_kept_ns:
+            garbage.append(i)
+    values = {key: records[i].value for key, i in newest.items() if not records[i].tombstone}
+    return values, sorted(garbage)
+
+
+class _Session:
+    """The asyncio objects of one event loop, created inside it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.connect_lock = asyncio.Lock()
+        self.publisher_lock = asyncio.Lock()
+        self.declare_lock = asyncio.Lock()
+        self.connected = asyncio.Event()
 
 
 class AmqpTransport:
@@ -310,8 +697,10 @@ class AmqpTransport:
 
     :param url: ``amqp://user:password@host:port/vhost`` or ``amqps://...``.
     :param reconnect_interval: seconds between reconnection attempts.
-    :param publish_timeout: how long a publish may wait for the connection to come back.
+    :param publish_timeout: the longest a publish (confirm included) or a declaration may
+        take, waiting for a lost connection to come back included.
     :param connection_name: shown in RabbitMQ's management UI.
+    :param connect_timeout: the longest one connection attempt may take.
     """
 
     def __init__(
@@ -321,28 +710,37 @@ class AmqpTransport:
         reconnect_interval: float = 1.0,
         publish_timeout: float = 30.0,
         connection_name: str = "aioqueue",
+        connect_timeout: float = 30.0,
     ) -> None:
         self.url = url
         self.reconnect_interval = reconnect_interval
         self.publish_timeout = publish_timeout
         self.connection_name = connection_name
-        self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
-        self._declarer: AbstractRobustChannel | None = None
-        # The publishing channel's aiormq channel, until a reconnection replaces it.
-        self._raw_channel: aiormq.abc.AbstractChannel | None = None
-        self._queues: dict[str, QueueSpec] = {}
-        self._consumers: list[_Consumer] = []
-        self._take_locks: dict[str, asyncio.Lock] = {}
+        self.connect_timeout = connect_timeout
+        self._session: _Session | None = None
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._connection: Connection | None = None
+        self._generation = 0
+        self._supervisor: asyncio.Task[None] | None = None
+        self._publisher: Channel | None = None
+        self._declarer: Channel | None = None
+        # Exchanges known to exist on this connection, and checks under way.
+        self._exchanges: set[str] = set()
+        self._exchange_checks: dict[str, asyncio.Task[None]] = {}
+        self._specs: OrderedDict[str, QueueSpec] = OrderedDict()
+        self._consumers: set[_Consumer] = set()
+        # Lock queues held (or being taken: None) by this transport.
+        self._holders: dict[str, _Lease | None] = {}
+        self._state_queues: set[str] = set()
+        self._writer = uuid.uuid4().hex[:12]
+        self._last_version = 0
 
     @property
     def server_version(self) -> str:
-        if self._connection is None:
+        connection = self._connection
+        props: dict[str, Any] = dict(connection.server_properties) if connection else {}
+        if not props:
             return "unknown"
-        underlay = getattr(self._connection, "transport", None)
-        props: dict[str, Any] = getattr(
-            getattr(underlay, "connection", None), "server_properties", {}
-        )
         product = props.get("product", b"RabbitMQ")
         version = props.get("version", b"?")
         if isinstance(product, bytes):
@@ -351,203 +749,489 @@ class AmqpTransport:
             version = version.decode()
         return f"{product} {version}"
 
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    # -- connection --------------------------------------------------------------------
+
     async def connect(self) -> None:
-        if self._connection is not None:
-            return
-        with _map_errors(f"connect to {mask_url(self.url)}"):
-            self._connection = await aio_pika.connect_robust(
-                self.url,
-                reconnect_interval=self.reconnect_interval,
-                client_properties={"connection_name": self.connection_name},
-            )
-            self._channel = await self._connection.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
-            # Declarations have a channel of their own: one the broker refuses closes
-            # its channel, which must not take publishes in flight with it.
-            self._declarer = await self._connection.channel(publisher_confirms=False)
+        session = self._loop_state()
+        async with session.connect_lock:
+            if self._state == "open":
+                return
+            connection = await self._open_connection()
+            self._state = "open"
+            self._install(connection)
+            self._supervisor = session.loop.create_task(self._supervise())
 
     async def aclose(self) -> None:
+        session = self._loop_state()
+        self._state = "closed"
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+        for consumer in list(self._consumers):
+            await consumer.close()
+        for lease in list(self._holders.values()):
+            if lease is not None:
+                lease._lose()
         connection, self._connection = self._connection, None
-        self._channel = self._declarer = None
-        self._raw_channel = None
-        consumers, self._consumers = self._consumers, []
-        if connection is None:
-            return
-        for consumer in consumers:
+        # Wake whoever waits for a connection: they find the transport closed.
+        session.connected.set()
+        self._publisher = self._declarer = None
+        self._exchanges.clear()
+        self._state_queues.clear()
+        if connection is not None and not connection.is_closed:
             try:
-                await consumer.close()
-            except Exception as exc:  # closing after a loss: nothing left to save
-                log.debug("closing consumer channel: %s", exc)
-        await connection.close()
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await connection.close()
+            except (*_CHANNEL_FAILURES, TimeoutError) as exc:
+                log.debug("closing the connection: %r", exc)
 
-    def _open_channel(self) -> AbstractRobustChannel:
-        if self._channel is None:
-            raise BrokerConnectionError("transport is not connected")
-        return self._channel
+    def _loop_state(self) -> _Session:
+        session = self._session
+        if session is None or session.loop is not asyncio.get_running_loop():
+            # Opened again from another loop: nothing of the old one can be used here.
+            session = self._session = _Session()
+            self._connection = self._supervisor = None
+            self._publisher = self._declarer = None
+            self._exchanges.clear()
+            self._exchange_checks.clear()
+            self._consumers.clear()
+            self._holders.clear()
+            self._state_queues.clear()
+            if self._state == "open":
+                self._state = "new"
+        return session
 
-    async def _ready_channel(self) -> AbstractRobustChannel:
-        if self._declarer is None:
-            raise BrokerConnectionError("transport is not connected")
-        # After a refused declaration the robust channel reopens itself: wait for it.
-        with _map_errors("reopen channel"):
-            async with asyncio.timeout(self.publish_timeout):
-                await self._declarer.ready()
-        return self._declarer
+    async def _open_connection(self) -> Connection:
+        action = f"connect to {mask_url(self.url)}"
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                with _map_errors(action):
+                    return await aiormq.connect(
+                        self.url, client_properties={"connection_name": self.connection_name}
+                    )
+        except TimeoutError:
+            raise BrokerConnectionError(
+                f"{action}: no answer within {self.connect_timeout:g} s"
+            ) from None
+
+    def _install(self, connection: Connection) -> None:
+        self._connection = connection
+        self._generation += 1
+        self._publisher = self._declarer = None
+        self._exchanges.clear()
+        self._state_queues.clear()
+        self._loop_state().connected.set()
+
+    def _forget(self, connection: Connection) -> None:
+        if self._connection is connection:
+            self._connection = None
+            self._loop_state().connected.clear()
+
+    def _is_connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def _supervise(self) -> None:
+        masked = mask_url(self.url)
+        while True:
+            connection = self._connection
+            if connection is not None:
+                closing = connection.closing
+                try:
+                    await asyncio.wait((closing,))
+                finally:
+                    closing.cancel()
+                self._forget(connection)
+                reason = None if closing.cancelled() else closing.exception()
+                log.warning(
+                    "connection to %s lost (%r); reconnecting every %g s",
+                    masked,
+                    reason,
+                    self.reconnect_interval,
+                )
+            await asyncio.sleep(self.reconnect_interval)
+            try:
+                connection = await self._open_connection()
+            except BrokerConnectionError as exc:
+                log.warning("%s", exc)
+                continue
+            self._install(connection)
+            log.info("reconnected to %s", masked)
+
+    async def _wait_connection(self) -> Connection:
+        session = self._loop_state()
+        if self._state == "new":
+            await self.connect()
+        while True:
+            if self._state == "closed":
+                raise BrokerConnectionError("the transport is closed")
+            connection = self._connection
+            if connection is not None:
+                if not connection.is_closed:
+                    return connection
+                self._forget(connection)
+            await session.connected.wait()
+
+    # -- declarations ------------------------------------------------------------------
+
+    async def _declare(self, action: str, operation: Callable[[Channel], Awaitable[Any]]) -> None:
+        session = self._loop_state()
+        deadline = asyncio.timeout(self.publish_timeout)
+        try:
+            async with deadline, session.declare_lock:
+                while True:
+                    connection = await self._wait_connection()
+                    try:
+                        channel = self._declarer
+                        if channel is None or channel.is_closed:
+                            channel = await _open_channel(
+                                connection, action, publisher_confirms=False
+                            )
+                            self._declarer = channel
+                        await operation(channel)
+                        return
+                    except Exception as exc:
+                        if connection.is_closed and self._state == "open":
+                            continue  # declarations are idempotent: again, reconnected
+                        _reraise(exc, action)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise BrokerConnectionError(
+                f"{action}: no answer from the broker within {self.publish_timeout:g} s"
+            ) from None
 
     async def declare_exchange(self, spec: ExchangeSpec) -> None:
-        channel = await self._ready_channel()
-        with _map_errors(f"declare exchange {spec.name!r}"):
-            await channel.declare_exchange(
-                spec.name, aio_pika.ExchangeType(spec.type), durable=spec.durable
-            )
+        await self._declare(
+            f"declare exchange {spec.name!r}",
+            lambda channel: channel.exchange_declare(
+                spec.name, exchange_type=spec.type, durable=spec.durable
+            ),
+        )
+        self._exchanges.add(spec.name)
 
     async def declare_queue(self, spec: QueueSpec) -> None:
-        channel = await self._ready_channel()
-        with _map_errors(f"declare queue {spec.name!r}"):
-            await channel.declare_queue(
+        await self._declare_queue(spec)
+        self._specs[spec.name] = spec
+        self._specs.move_to_end(spec.name)
+        while len(self._specs) > _SPECS_KEPT:
+            self._specs.popitem(last=False)
+
+    async def _declare_queue(self, spec: QueueSpec) -> None:
+        await self._declare(
+            f"declare queue {spec.name!r}",
+            lambda channel: channel.queue_declare(
                 spec.name,
                 durable=spec.durable,
                 exclusive=spec.exclusive,
                 arguments=spec.arguments or None,
-            )
-        self._queues[spec.name] = spec
+            ),
+        )
 
     async def bind(self, binding: Binding) -> None:
-        channel = await self._ready_channel()
-        spec = self._queues.get(binding.queue, QueueSpec(binding.queue))
-        with _map_errors(f"bind {binding.queue!r} to {binding.exchange!r}"):
-            queue = await channel.declare_queue(
-                spec.name,
-                durable=spec.durable,
-                exclusive=spec.exclusive,
-                arguments=spec.arguments or None,
-            )
-            await queue.bind(
-                binding.exchange, binding.routing_key, arguments=binding.arguments or None
-            )
+        await self._declare(
+            f"bind {binding.queue!r} to {binding.exchange!r}",
+            lambda channel: channel.queue_bind(
+                binding.queue,
+                binding.exchange,
+                routing_key=binding.routing_key,
+                arguments=binding.arguments or None,
+            ),
+        )
 
     async def delete_queue(self, name: str) -> None:
-        channel = await self._ready_channel()
-        with _map_errors(f"delete queue {name!r}"):
-            await channel.queue_delete(name)
-        self._queues.pop(name, None)
+        await self._declare(f"delete queue {name!r}", lambda channel: channel.queue_delete(name))
+        self._specs.pop(name, None)
 
     async def delete_exchange(self, name: str) -> None:
-        channel = await self._ready_channel()
-        with _map_errors(f"delete exchange {name!r}"):
-            await channel.exchange_delete(name)
+        await self._declare(
+            f"delete exchange {name!r}", lambda channel: channel.exchange_delete(name)
+        )
+        self._exchanges.discard(name)
+
+    # -- publishing --------------------------------------------------------------------
 
     async def publish(
         self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
     ) -> None:
-        # Straight to aiormq under the robust channel: aio-pika's Message and Exchange
-        # wrappers cost more than the rest of a publish.
+        # Straight to aiormq: a wrapper per message costs more than the rest of a publish.
         properties = _properties(envelope)
-        deadline = time.monotonic() + self.publish_timeout
+        deadline = asyncio.timeout(self.publish_timeout)
+        try:
+            async with deadline:
+                await self._publish(envelope.body, properties, exchange, routing_key, mandatory)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise BrokerConnectionError(
+                f"publish to {exchange!r}/{routing_key!r}: the broker did not confirm within "
+                f"{self.publish_timeout:g} s"
+            ) from None
+
+    async def _publish(
+        self,
+        body: bytes,
+        properties: spec.Basic.Properties,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool,
+    ) -> None:
+        action = f"publish to {exchange!r}/{routing_key!r}"
+        retries = 0
         while True:
             try:
-                with _map_errors("publish to %r/%r", exchange, routing_key):
-                    raw = self._raw_channel
-                    if raw is None or raw.is_closed:
-                        raw = await self._open_channel().get_underlay_channel()
-                        self._raw_channel = raw
-                    await raw.basic_publish(
-                        envelope.body,
-                        exchange=exchange,
-                        routing_key=routing_key,
-                        properties=properties,
-                        mandatory=mandatory,
-                    )
-                return
+                channel = await self._publish_channel(action)
+                if exchange:
+                    await self._check_exchange(exchange)
             except BrokerConnectionError:
-                if not await self._wait_reconnected(deadline):
-                    raise
+                if self._state == "open":
+                    continue  # wait for the next connection, within the deadline
+                raise
+            except PublishError as exc:
+                raise PublishError(f"{action}: {exc}") from exc
+            try:
+                await channel.basic_publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=properties,
+                    mandatory=mandatory,
+                )
+                return
+            except aiormq.exceptions.DeliveryError as exc:
+                raise PublishError(f"{action}: {exc}") from exc
+            except _CHANNEL_FAILURES as exc:
+                if channel.connection.is_closed and self._state == "open":
+                    continue
+                retries += 1
+                if exchange and f"exchange '{exchange}'" in str(exc):
+                    # This publish closed the channel: is its exchange gone?
+                    self._exchanges.discard(exchange)
+                    if retries < _PUBLISH_ATTEMPTS and isinstance(
+                        exc, aiormq.exceptions.ChannelNotFoundEntity
+                    ):
+                        continue
+                elif retries < _PUBLISH_ATTEMPTS:
+                    # Another publish closed the shared channel under this one.
+                    continue
+                _reraise(exc, action)
 
-    async def _wait_reconnected(self, deadline: float) -> bool:
-        connection = self._connection
-        remaining = deadline - time.monotonic()
-        if connection is None or remaining <= 0:
-            return False
-        log.warning("broker connection lost; waiting up to %.0f s to publish", remaining)
+    async def _publish_channel(self, action: str) -> Channel:
+        channel = self._publisher
+        if channel is not None and not channel.is_closed:
+            return channel
+        async with self._loop_state().publisher_lock:
+            channel = self._publisher
+            if channel is None or channel.is_closed:
+                connection = await self._wait_connection()
+                channel = await _open_channel(
+                    connection, action, publisher_confirms=True, on_return_raises=True
+                )
+                self._publisher = channel
+            return channel
+
+    async def _check_exchange(self, name: str) -> None:
+        """Raise :class:`PublishError` if exchange ``name`` does not exist (cached)."""
+        if name in self._exchanges:
+            return
+        check = self._exchange_checks.get(name)
+        if check is None:
+            check = asyncio.get_running_loop().create_task(self._passive_exchange(name))
+            self._exchange_checks[name] = check
+
+            def done(task: asyncio.Task[None]) -> None:
+                if self._exchange_checks.get(name) is task:
+                    del self._exchange_checks[name]
+                if not task.cancelled():
+                    task.exception()  # retrieved here, whoever stopped waiting
+
+            check.add_done_callback(done)
+        await asyncio.shield(check)
+
+    async def _passive_exchange(self, name: str) -> None:
+        connection = await self._wait_connection()
+        action = f"check exchange {name!r}"
+        channel = await _open_channel(connection, action, publisher_confirms=False)
         try:
-            async with asyncio.timeout(remaining):
-                await connection.connected.wait()
-                # The robust connection restores its channels right after connecting.
-                await self._open_channel().ready()
+            await channel.exchange_declare(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            raise PublishError(f"exchange {name!r} does not exist") from exc
+        except _CHANNEL_FAILURES as exc:
+            if connection.is_closed:
+                raise BrokerConnectionError(f"{action}: the connection is closed") from exc
+            _reraise(exc, action)
+        finally:
+            await _close_quietly(channel)
+        if self._connection is connection:
+            self._exchanges.add(name)
+
+    # -- leases and batches ------------------------------------------------------------
+
+    async def acquire_lease(self, name: str) -> _Lease | None:
+        return await self._lock(lease_queue_name(name), name)
+
+    async def _lock(self, queue: str, name: str) -> _Lease | None:
+        self._loop_state()
+        if queue in self._holders:
+            return None
+        self._holders[queue] = None
+        try:
+            return await self._take_lock(queue, name)
+        finally:
+            if self._holders.get(queue, False) is None:
+                del self._holders[queue]
+
+    async def _take_lock(self, queue: str, name: str) -> _Lease | None:
+        action = f"take lease {name!r}"
+        deadline = asyncio.timeout(self.publish_timeout)
+        try:
+            async with deadline:
+                connection = await self._wait_connection()
         except TimeoutError:
-            return False
-        return True
+            raise BrokerConnectionError(f"{action}: no connection to the broker") from None
+        channel = await _open_channel(connection, action, publisher_confirms=False)
+        try:
+            with _map_errors(action):
+                try:
+                    await channel.queue_declare(queue, exclusive=True)
+                except aiormq.exceptions.ChannelLockedResource:
+                    return None  # another connection holds it
+                lease = _Lease(self, name, queue, channel)
+        except BaseException:
+            await _close_quietly(channel)
+            raise
+        try:
+            with _map_errors(action):
+                await lease.watch()
+        except BaseException:
+            await lease.release()
+            raise
+        return lease
 
     async def take_all(self, queue: str, *, min_count: int) -> _Batch | None:
-        # Exclusive queues lock out other connections only; this lock covers our own.
-        lock = self._take_locks.setdefault(queue, asyncio.Lock())
-        if lock.locked():
+        lease = await self._lock(take_lock_name(queue), queue)
+        if lease is None:
             return None
-        await lock.acquire()
-        lock_queue = f"{queue}.lock"
-        channels: list[aiormq.abc.AbstractChannel] = []
+        channel: Channel | None = None
         try:
-            with _map_errors(f"take from {queue!r}"):
-                raw = self._raw_connection()
-                lock_channel = await raw.channel(publisher_confirms=False)
-                channels.append(lock_channel)
-                try:
-                    await lock_channel.queue_declare(lock_queue, exclusive=True)
-                except aiormq.exceptions.ChannelLockedResource:
-                    lock.release()
-                    return None
-                channel = await raw.channel(publisher_confirms=False)
-                channels.append(channel)
+            action = f"take from {queue!r}"
+            channel = await _open_channel(lease.connection, action, publisher_confirms=False)
+            with _map_errors(action):
                 taken: list[aiormq.abc.DeliveredMessage] = []
                 try:
                     declared = await channel.queue_declare(queue, passive=True)
                 except aiormq.exceptions.ChannelNotFoundEntity:
                     # A queue that is gone holds nothing to take.
-                    return _Batch(lock, lock_channel, lock_queue, channel, taken)
+                    return _Batch(self, lease, channel, taken)
                 if (declared.message_count or 0) >= min_count:
-                    while True:
-                        message = await channel.basic_get(queue, no_ack=False)
-                        if isinstance(message.delivery, spec.Basic.GetEmpty):
-                            break
-                        taken.append(message)
-                return _Batch(lock, lock_channel, lock_queue, channel, taken)
+                    taken = await _get_all(channel, queue)
+                return _Batch(self, lease, channel, taken)
         except BaseException:
-            for opened in channels:
-                if not opened.is_closed:
-                    await opened.close()
-            lock.release()
+            await _close_quietly(channel)
+            await lease.release()
             raise
 
-    def _raw_connection(self) -> aiormq.abc.AbstractConnection:
-        underlay = getattr(self._connection, "transport", None)
-        raw = getattr(underlay, "connection", None)
-        if raw is None or raw.is_closed:
-            raise BrokerConnectionError("transport is not connected")
-        return raw  # type: ignore[no-any-return]
+    # -- state stores ------------------------------------------------------------------
+    #
+    # Design: one durable queue per store; each put is a persistent, confirmed message
+    # whose headers carry the key, a version (the writer's time.time_ns(), strictly
+    # increasing per transport, ties broken by a writer id) and, for a delete, a
+    # tombstone flag. A read takes every message under the store's lease (basic.get on
+    # a private channel, as take_all does), keeps the newest version per key and gives
+    # the rest back by closing the channel. When it took garbage (superseded versions,
+    # old tombstones) it acks exactly that garbage in one transaction first: nothing is
+    # published again, so a put that raced with the read is never touched, and versions,
+    # not queue order, decide what is newest. Writers need no lock.
+
+    async def state_put(self, store: str, key: str, value: bytes) -> None:
+        await self._state_publish(store, key, value, tombstone=False)
+
+    async def state_delete(self, store: str, key: str) -> None:
+        await self._state_publish(store, key, b"", tombstone=True)
+
+    async def state_read(self, store: str) -> dict[str, bytes]:
+        lease = await self._state_lock(store)
+        action = f"read state store {store!r}"
+        channel: Channel | None = None
+        try:
+            channel = await _open_channel(lease.connection, action, publisher_confirms=False)
+            with _map_errors(action):
+                try:
+                    await channel.queue_declare(state_queue_name(store), passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    return {}
+                taken = await _get_all(channel, state_queue_name(store))
+                values, garbage = _compact_state(
+                    [_state_record(m) for m in taken], now_ns=time.time_ns()
+                )
+                if garbage:
+                    await channel.tx_select()
+                    for i in garbage:
+                        tag = taken[i].delivery_tag
+                        assert tag is not None
+                        await channel.basic_ack(tag)
+                    await channel.tx_commit()
+                return values
+        finally:
+            # Closing the channel gives back what was not acked: the live values.
+            await _close_quietly(channel)
+            await lease.release()
+
+    async def _state_lock(self, store: str) -> _Lease:
+        wait = min(_STATE_LOCK_WAIT, self.publish_timeout)
+        give_up = time.monotonic() + wait
+        delay = 0.01
+        name = f"state.{store}"
+        while (lease := await self._lock(lease_queue_name(name), name)) is None:
+            if time.monotonic() + delay > give_up:
+                raise BrokerError(
+                    f"read state store {store!r}: another reader kept it for more than {wait:g} s"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        return lease
+
+    async def _state_publish(self, store: str, key: str, value: bytes, *, tombstone: bool) -> None:
+        queue = state_queue_name(store)
+        version = max(time.time_ns(), self._last_version + 1)
+        self._last_version = version
+        headers: dict[str, Any] = {_KEY: key, _VERSION: version, _WRITER: self._writer}
+        if tombstone:
+            headers[_TOMBSTONE] = True
+        envelope = Envelope(
+            body=value,
+            headers=headers,
+            content_type="application/octet-stream",
+            content_encoding="binary",
+        )
+        for last_try in (False, True):
+            if queue not in self._state_queues:
+                await self._declare_queue(QueueSpec(queue))
+                self._state_queues.add(queue)
+            try:
+                await self.publish(envelope, routing_key=queue, mandatory=True)
+                return
+            except PublishError:
+                if last_try:
+                    raise
+                # Unroutable: the store's queue was deleted behind the cache.
+                self._state_queues.discard(queue)
+
+    # -- consuming ---------------------------------------------------------------------
 
     async def consume(
         self, queue: str, handler: Handler, *, prefetch: int, no_ack: bool = False
     ) -> _Consumer:
-        if self._connection is None:
-            raise BrokerConnectionError("transport is not connected")
-        spec = self._queues.get(queue, QueueSpec(queue))
-
-        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
-            await handler(_Delivery(message, queue, no_ack))
-
-        with _map_errors(f"consume {queue!r}"):
-            channel = await self._connection.channel(publisher_confirms=False)
-            await channel.set_qos(prefetch_count=prefetch)
-            # Declared through the robust channel so that it is declared again after a
-            # reconnection, before the consumer is restarted.
-            await channel.declare_queue(
-                spec.name,
-                durable=spec.durable,
-                exclusive=spec.exclusive,
-                arguments=spec.arguments or None,
-            )
-            consumer = _Consumer(channel, queue, on_message, no_ack)
+        self._loop_state()
+        consumer = _Consumer(self, queue, self._specs.get(queue), handler, prefetch, no_ack)
+        try:
             await consumer.start()
-        self._consumers.append(consumer)
+        except BaseException:
+            await consumer.close()
+            raise
+        self._consumers.add(consumer)
         return consumer

@@ -3,6 +3,13 @@
 A transport knows nothing about tasks. It declares exchanges and queues, publishes an
 :class:`Envelope` and returns only once the broker has confirmed it, and hands each
 consumed message to a handler as a :class:`Delivery` that must be acked or rejected.
+Besides publish and consume it has two primitives: a :class:`Lease` (an exclusive lock
+held by a connection: chord passes, the beat leader) and a *state queue* (a durable
+store of one value per key: beat's last-run times, dynamic schedules, revocations).
+
+Declarations are made once and are not repeated by the transport after a reconnection,
+except for the queues it consumes: :attr:`Transport.generation` changes on every
+(re)connection so that a caller's "declared already" cache knows when to start over.
 Two implementations ship with aioqueue: ``amqp.py`` (RabbitMQ through aio-pika) and
 ``memory.py`` (in-process); ``aioqueue.testing.check_transport`` is the conformance suite
 both pass. Application code should not need to call this API directly.
@@ -14,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from ..exceptions import BrokerError
+
 __all__ = (
     "Batch",
     "Binding",
@@ -23,6 +32,7 @@ __all__ = (
     "ExchangeSpec",
     "ExchangeType",
     "Handler",
+    "Lease",
     "Publish",
     "QueueSpec",
     "Transport",
@@ -134,9 +144,55 @@ class Batch(Protocol):
 
 
 class Consumer(Protocol):
-    """A running subscription; :meth:`cancel` stops new deliveries."""
+    """A running subscription, restarted by the transport after a reconnection."""
 
-    async def cancel(self) -> None: ...
+    async def cancel(self) -> None:
+        """Stop new deliveries; deliveries already handed out can still be acked."""
+
+    async def close(self) -> None:
+        """Cancel if needed and give every unacked delivery back to the queue.
+
+        Handlers still running are cancelled, and their deliveries can no longer be
+        settled. Safe to call twice.
+        """
+
+    async def wait_lost(self) -> BrokerError:
+        """Wait until the subscription has stopped for good on its own, and say why.
+
+        That is when its queue was deleted, or when it could not be started again
+        (after a reconnection or a cancel sent by the broker) within a few attempts. It
+        never returns after :meth:`cancel` or :meth:`close`: a caller watching it cancels
+        its wait instead.
+
+        :return: the error, naming the queue.
+        """
+        ...
+
+
+class Lease(Protocol):
+    """An exclusive lock taken with :meth:`Transport.acquire_lease`.
+
+    It is held by the connection that took it: when that connection goes (the process
+    died, the network broke, the transport reconnected or closed), the lease is lost and
+    another holder can take it. A holder must therefore watch :meth:`wait_lost` rather
+    than assume it still holds the lease.
+    """
+
+    @property
+    def name(self) -> str:
+        """The name the lease was taken under."""
+        ...
+
+    @property
+    def held(self) -> bool:
+        """Whether the lease is still held (not released, not lost)."""
+        ...
+
+    async def release(self) -> None:
+        """Give the lease up. Safe to call twice, or after it was lost."""
+
+    async def wait_lost(self) -> None:
+        """Return once the lease is no longer held: released, or lost with its connection."""
 
 
 class Transport(Protocol):
@@ -147,11 +203,27 @@ class Transport(Protocol):
         """The broker's product and version, for the worker banner."""
         ...
 
+    @property
+    def generation(self) -> int:
+        """A number that grows with every successful (re)connection.
+
+        What was declared under another generation may be gone (an exclusive queue went
+        with its connection, a queue expired or was deleted meanwhile): declare it again.
+        """
+        ...
+
     async def connect(self) -> None:
-        """Open the connection; retried by the transport itself after a loss."""
+        """Open the connection; retried by the transport itself after a loss.
+
+        Concurrent callers share one connection. After :meth:`aclose` it may be called
+        again, from another event loop too.
+        """
 
     async def aclose(self) -> None:
-        """Close everything this transport opened. Safe to call twice."""
+        """Close everything this transport opened. Safe to call twice.
+
+        Consumers are closed and leases lost; declared topology and state stay.
+        """
 
     async def declare_exchange(self, spec: ExchangeSpec) -> None: ...
 
@@ -178,7 +250,34 @@ class Transport(Protocol):
 
         Returns ``None`` when another caller (in any process) holds the lock. When the
         queue holds fewer than ``min_count`` messages, or does not exist, nothing is
-        taken (the batch is empty). The lock lives as long as the batch, or as this connection.
+        taken (the batch is empty). The lock lives as long as the batch, or as this
+        connection.
+        """
+        ...
+
+    async def acquire_lease(self, name: str) -> Lease | None:
+        """Take the exclusive lock ``name`` if nobody holds it; never waits for it.
+
+        :return: the lease, or ``None`` when another holder has it: another connection
+            (in any process), or another caller on this same transport.
+        :raises BrokerConnectionError: no connection to the broker.
+        """
+        ...
+
+    async def state_put(self, store: str, key: str, value: bytes) -> None:
+        """Set ``key`` to ``value`` in the durable state store ``store``.
+
+        Returns once the broker has confirmed it; the value survives a broker restart.
+        Concurrent writers of one key: the newest write (by its writer's clock) wins.
+        """
+
+    async def state_delete(self, store: str, key: str) -> None:
+        """Remove ``key`` from ``store`` (confirmed, like :meth:`state_put`)."""
+
+    async def state_read(self, store: str) -> dict[str, bytes]:
+        """The latest value of every key of ``store``; empty for a store never written.
+
+        :raises BrokerError: other readers kept the store busy for too long.
         """
         ...
 

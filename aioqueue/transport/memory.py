@@ -1,9 +1,16 @@
 """An in-process broker with the same interface and semantics as the AMQP transport.
 
 It routes over direct, topic, fanout and headers exchanges, honours per-consumer
-prefetch, redelivers what a cancelled or closed consumer left unacked, and dead-letters
-rejected or expired messages through ``x-dead-letter-exchange``. It is the embedded
-default for demos and fast tests, and passes the same conformance suite as AMQP.
+prefetch, redelivers what a closed consumer left unacked, and dead-letters rejected or
+expired messages through ``x-dead-letter-exchange``. It is the embedded default for
+demos and fast tests, and passes the same conformance suite as AMQP.
+
+A :class:`MemoryTransport` is one connection to an in-process broker. Several apps may
+share one transport to talk to each other; :meth:`MemoryTransport.new_connection` gives
+another connection to the same broker, as a second process would have one, with leases
+and consumers of its own. Everything lives as long as the broker object: "durable"
+means surviving :meth:`~MemoryTransport.aclose` and :meth:`~MemoryTransport.connect`,
+not the process.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..exceptions import BrokerConnectionError, BrokerError, PublishError
+from ..exceptions import BrokerConnectionError, BrokerError, PreconditionFailedError, PublishError
 from .base import Binding, Envelope, ExchangeSpec, Handler, Publish, QueueSpec
 
 __all__ = ("MemoryTransport",)
@@ -30,17 +37,48 @@ class _Message:
 
 @dataclass(eq=False, slots=True)
 class _Consumer:
+    connection: MemoryTransport
     queue: _Queue
     handler: Handler
     prefetch: int
     no_ack: bool = False
     unacked: int = 0
     active: bool = True
+    closed: bool = False
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    held: set[_Delivery] = field(default_factory=set)
+    lost: asyncio.Future[BrokerError] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
     async def cancel(self) -> None:
         self.active = False
         if self in self.queue.consumers:
             self.queue.consumers.remove(self)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        await self.cancel()
+        self.closed = True
+        self.connection._consumers.discard(self)
+        # As when a channel closes: what was delivered and not settled goes back.
+        for delivery in list(self.held):
+            delivery.give_back()
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.connection._broker.dispatch(self.queue)
+
+    async def wait_lost(self) -> BrokerError:
+        return await asyncio.shield(self.lost)
+
+    def lose(self, error: BrokerError) -> None:
+        self.active = False
+        self.connection._consumers.discard(self)
+        if not self.lost.done():
+            self.lost.set_result(error)
 
 
 @dataclass(eq=False, slots=True)
@@ -57,27 +95,37 @@ class _Delivery:
     redelivered: bool
     message: _Message
     consumer: _Consumer
-    transport: MemoryTransport
     settled: bool = False
+    given_back: bool = False
 
     async def ack(self) -> None:
         if not self.consumer.no_ack:
             self._settle()
+            self.consumer.connection._broker.dispatch(self.consumer.queue)
 
     async def reject(self, *, requeue: bool) -> None:
         if self.consumer.no_ack:
             return
-        self._settle(dispatch=False)
-        self.transport._rejected(self.consumer.queue, self.message, requeue=requeue)
-        self.transport._dispatch(self.consumer.queue)
+        self._settle()
+        broker = self.consumer.connection._broker
+        broker.rejected(self.consumer.queue, self.message, requeue=requeue)
+        broker.dispatch(self.consumer.queue)
 
-    def _settle(self, *, dispatch: bool = True) -> None:
+    def give_back(self) -> None:
+        self._settle()
+        self.given_back = True
+        self.consumer.connection._broker.rejected(self.consumer.queue, self.message, requeue=True)
+
+    def _settle(self) -> None:
+        if self.given_back:
+            raise BrokerConnectionError(
+                f"delivery from {self.queue!r}: its consumer was closed, it went back"
+            )
         if self.settled:
             raise BrokerError("delivery already acknowledged")
         self.settled = True
         self.consumer.unacked -= 1
-        if dispatch:
-            self.transport._dispatch(self.consumer.queue)
+        self.consumer.held.discard(self)
 
 
 def _topic_matches(pattern: str, key: str) -> bool:
@@ -100,8 +148,36 @@ def _headers_match(arguments: dict[str, Any], headers: dict[str, Any]) -> bool:
 
 
 @dataclass(eq=False, slots=True)
+class _Lease:
+    connection: MemoryTransport
+    name: str
+    key: str
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def held(self) -> bool:
+        return not self.lost.is_set()
+
+    async def release(self) -> None:
+        self.lose()
+
+    async def wait_lost(self) -> None:
+        await self.lost.wait()
+
+    def lose(self) -> None:
+        if self.lost.is_set():
+            return
+        self.lost.set()
+        broker = self.connection._broker
+        if broker.leases.get(self.key) is self:
+            del broker.leases[self.key]
+        self.connection._leases.discard(self)
+
+
+@dataclass(eq=False, slots=True)
 class _Batch:
-    transport: MemoryTransport
+    connection: MemoryTransport
+    lease: _Lease
     queue: _Queue
     taken: list[_Message]
     done: bool = False
@@ -111,149 +187,64 @@ class _Batch:
         return [m.envelope for m in self.taken]
 
     async def commit(self, publishes: list[Publish]) -> None:
-        # Nothing can interleave between these steps: they do not await.
+        broker = self.connection._broker
+        try:
+            # Every route first: a publish that cannot be routed sends nothing at all.
+            routes = [
+                broker.route(p.exchange, p.routing_key, p.envelope.headers) for p in publishes
+            ]
+        except PublishError:
+            await self.release()
+            raise
         self._finish()
-        for p in publishes:
-            self.transport._publish_now(p.envelope, p.exchange, p.routing_key, mandatory=False)
+        # Nothing can interleave between these steps: they do not await.
+        for p, targets in zip(publishes, routes, strict=True):
+            for queue in targets:
+                broker.enqueue(queue, _Message(p.envelope, p.exchange, p.routing_key))
 
     async def release(self) -> None:
         self._finish()
         for message in reversed(self.taken):
             message.redelivered = True
             self.queue.messages.appendleft(message)
-        self.transport._dispatch(self.queue)
+        self.connection._broker.dispatch(self.queue)
 
     def _finish(self) -> None:
         if self.done:
             raise BrokerError("batch already committed or released")
         self.done = True
-        self.transport._locks.discard(self.queue.spec.name)
+        self.connection._batches.discard(self)
+        self.lease.lose()
 
 
-class MemoryTransport:
-    """In-process transport. Several apps may share one instance to talk to each other."""
+@dataclass(eq=False, slots=True)
+class _Broker:
+    """What every connection to one in-process broker shares."""
 
-    server_version = "memory"
+    exchanges: dict[str, ExchangeSpec] = field(default_factory=dict)
+    bindings: list[Binding] = field(default_factory=list)
+    queues: dict[str, _Queue] = field(default_factory=dict)
+    leases: dict[str, _Lease] = field(default_factory=dict)
+    state: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
-    def __init__(self) -> None:
-        self._exchanges: dict[str, ExchangeSpec] = {}
-        self._bindings: list[Binding] = []
-        self._queues: dict[str, _Queue] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._locks: set[str] = set()
-        self._closed = False
-
-    async def connect(self) -> None:
-        self._closed = False
-
-    async def aclose(self) -> None:
-        self._closed = True
-        for queue in self._queues.values():
-            for consumer in list(queue.consumers):
-                await consumer.cancel()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def declare_exchange(self, spec: ExchangeSpec) -> None:
-        self._check_open()
-        existing = self._exchanges.setdefault(spec.name, spec)
-        if existing != spec:
-            raise BrokerError(f"exchange {spec.name!r} exists with other settings")
-
-    async def declare_queue(self, spec: QueueSpec) -> None:
-        self._check_open()
-        existing = self._queues.get(spec.name)
-        if existing is None:
-            self._queues[spec.name] = _Queue(spec)
-        elif existing.spec.arguments != spec.arguments:
-            raise BrokerError(f"queue {spec.name!r} exists with other arguments")
-
-    async def bind(self, binding: Binding) -> None:
-        self._check_open()
-        if binding.exchange not in self._exchanges:
-            raise BrokerError(f"no exchange {binding.exchange!r}")
-        if binding.queue not in self._queues:
-            raise BrokerError(f"no queue {binding.queue!r}")
-        if binding not in self._bindings:
-            self._bindings.append(binding)
-
-    async def delete_queue(self, name: str) -> None:
-        queue = self._queues.pop(name, None)
-        self._bindings = [b for b in self._bindings if b.queue != name]
-        if queue is not None:
-            for consumer in list(queue.consumers):
-                await consumer.cancel()
-
-    async def delete_exchange(self, name: str) -> None:
-        self._exchanges.pop(name, None)
-        self._bindings = [b for b in self._bindings if b.exchange != name]
-
-    async def publish(
-        self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
-    ) -> None:
-        self._check_open()
-        self._publish_now(envelope, exchange, routing_key, mandatory=mandatory)
-
-    async def take_all(self, queue: str, *, min_count: int) -> _Batch | None:
-        self._check_open()
-        target = self._queues.get(queue)
-        if target is None:
-            # A queue that is gone holds nothing to take.
-            target = _Queue(QueueSpec(queue))
-        if queue in self._locks:
-            return None
-        self._locks.add(queue)
-        taken: list[_Message] = []
-        if len(target.messages) >= min_count:
-            taken = list(target.messages)
-            target.messages.clear()
-            for message in taken:
-                if message.expiry is not None:
-                    message.expiry.cancel()
-        return _Batch(self, target, taken)
-
-    async def consume(
-        self, queue: str, handler: Handler, *, prefetch: int, no_ack: bool = False
-    ) -> _Consumer:
-        self._check_open()
-        target = self._queues.get(queue)
-        if target is None:
-            raise BrokerError(f"no queue {queue!r}")
-        consumer = _Consumer(target, handler, max(prefetch, 1), no_ack=no_ack)
-        target.consumers.append(consumer)
-        self._dispatch(target)
-        return consumer
-
-    def queue_length(self, name: str) -> int:
-        """Messages waiting (not delivered) in ``name``; for tests."""
-        return len(self._queues[name].messages)
-
-    # -- internals -------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise BrokerConnectionError("memory transport is closed")
-
-    def _publish_now(
+    def publish(
         self, envelope: Envelope, exchange: str, routing_key: str, *, mandatory: bool
     ) -> None:
-        targets = self._route(exchange, routing_key, envelope.headers)
+        targets = self.route(exchange, routing_key, envelope.headers)
         if not targets and mandatory:
             raise PublishError(f"message to {exchange!r}/{routing_key!r} is unroutable")
         for queue in targets:
-            self._enqueue(queue, _Message(envelope, exchange, routing_key))
+            self.enqueue(queue, _Message(envelope, exchange, routing_key))
 
-    def _route(self, exchange: str, routing_key: str, headers: dict[str, Any]) -> list[_Queue]:
+    def route(self, exchange: str, routing_key: str, headers: dict[str, Any]) -> list[_Queue]:
         if exchange == "":
-            queue = self._queues.get(routing_key)
+            queue = self.queues.get(routing_key)
             return [queue] if queue is not None else []
-        spec = self._exchanges.get(exchange)
+        spec = self.exchanges.get(exchange)
         if spec is None:
-            raise PublishError(f"no exchange {exchange!r}")
+            raise PublishError(f"publish to {exchange!r}: exchange {exchange!r} does not exist")
         names: list[str] = []
-        for b in self._bindings:
+        for b in self.bindings:
             if b.exchange != exchange or b.queue in names:
                 continue
             if (
@@ -263,9 +254,9 @@ class MemoryTransport:
                 or (spec.type == "headers" and _headers_match(b.arguments, headers))
             ):
                 names.append(b.queue)
-        return [self._queues[n] for n in names]
+        return [self.queues[n] for n in names]
 
-    def _enqueue(self, queue: _Queue, message: _Message) -> None:
+    def enqueue(self, queue: _Queue, message: _Message) -> None:
         ttl = queue.spec.arguments.get("x-message-ttl")
         if message.envelope.expiration_ms is not None:
             ttl = (
@@ -275,7 +266,7 @@ class MemoryTransport:
             loop = asyncio.get_running_loop()
             message.expiry = loop.call_later(ttl / 1000, self._expire, queue, message)
         queue.messages.append(message)
-        self._dispatch(queue)
+        self.dispatch(queue)
 
     def _expire(self, queue: _Queue, message: _Message) -> None:
         try:
@@ -287,21 +278,25 @@ class MemoryTransport:
     def _dead_letter(self, queue: _Queue, message: _Message) -> None:
         args = queue.spec.arguments
         exchange = args.get("x-dead-letter-exchange")
-        if exchange is None or self._closed:
+        if exchange is None or queue.spec.name not in self.queues:
             return
         key = args.get("x-dead-letter-routing-key", message.routing_key)
         envelope = replace(message.envelope, expiration_ms=None)
-        for target in self._route(exchange, key, envelope.headers):
-            self._enqueue(target, _Message(envelope, exchange, key))
+        try:
+            targets = self.route(exchange, key, envelope.headers)
+        except PublishError:
+            return  # RabbitMQ drops what it cannot dead-letter, too
+        for target in targets:
+            self.enqueue(target, _Message(envelope, exchange, key))
 
-    def _rejected(self, queue: _Queue, message: _Message, *, requeue: bool) -> None:
+    def rejected(self, queue: _Queue, message: _Message, *, requeue: bool) -> None:
         if requeue:
             message.redelivered = True
             queue.messages.appendleft(message)
         else:
             self._dead_letter(queue, message)
 
-    def _dispatch(self, queue: _Queue) -> None:
+    def dispatch(self, queue: _Queue) -> None:
         while queue.messages:
             consumer = next((c for c in queue.consumers if c.unacked < c.prefetch), None)
             if consumer is None:
@@ -314,20 +309,178 @@ class MemoryTransport:
             queue.consumers.remove(consumer)
             queue.consumers.append(consumer)
             delivery = _Delivery(
-                message.envelope, queue.spec.name, message.redelivered, message, consumer, self
+                message.envelope, queue.spec.name, message.redelivered, message, consumer
             )
             if consumer.no_ack:
-                delivery._settle(dispatch=False)
-            task = asyncio.get_running_loop().create_task(self._run(consumer, delivery))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+                delivery._settle()
+            else:
+                consumer.held.add(delivery)
+            task = asyncio.get_running_loop().create_task(_run(consumer, delivery))
+            consumer.tasks.add(task)
+            task.add_done_callback(consumer.tasks.discard)
 
-    async def _run(self, consumer: _Consumer, delivery: _Delivery) -> None:
-        try:
-            await consumer.handler(delivery)
-        except asyncio.CancelledError:
-            # A handler cancelled before settling is a consumer that went away: as when a
-            # channel closes, the message returns to the queue for another consumer.
-            if not delivery.settled:
-                await delivery.reject(requeue=True)
-            raise
+
+async def _run(consumer: _Consumer, delivery: _Delivery) -> None:
+    try:
+        await consumer.handler(delivery)
+    except asyncio.CancelledError:
+        # A handler cancelled before settling is a consumer that went away: as when a
+        # channel closes, the message returns to the queue for another consumer.
+        if not delivery.settled:
+            delivery.give_back()
+            consumer.connection._broker.dispatch(consumer.queue)
+        raise
+
+
+class MemoryTransport:
+    """In-process transport: one connection to an in-process broker (see the module)."""
+
+    server_version = "memory"
+
+    def __init__(self) -> None:
+        self._broker = _Broker()
+        self._consumers: set[_Consumer] = set()
+        self._leases: set[_Lease] = set()
+        self._batches: set[_Batch] = set()
+        self._closed = False
+        self._generation = 0
+
+    def new_connection(self) -> MemoryTransport:
+        """Another connection to the same broker, with its own leases and consumers.
+
+        It starts open, like a new transport; :meth:`connect` is still welcome.
+        """
+        other = MemoryTransport()
+        other._broker = self._broker
+        return other
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    async def connect(self) -> None:
+        if self._closed or self._generation == 0:
+            self._generation += 1
+        self._closed = False
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for batch in list(self._batches):
+            await batch.release()
+        for lease in list(self._leases):
+            lease.lose()
+        for consumer in list(self._consumers):
+            await consumer.close()
+
+    async def declare_exchange(self, spec: ExchangeSpec) -> None:
+        self._check_open()
+        existing = self._broker.exchanges.setdefault(spec.name, spec)
+        if existing != spec:
+            raise PreconditionFailedError(
+                f"declare exchange {spec.name!r}: it exists as {existing.type}"
+                f"{'' if existing.durable else ', transient'}"
+            )
+
+    async def declare_queue(self, spec: QueueSpec) -> None:
+        self._check_open()
+        existing = self._broker.queues.get(spec.name)
+        if existing is None:
+            self._broker.queues[spec.name] = _Queue(spec)
+        elif (existing.spec.arguments, existing.spec.durable) != (spec.arguments, spec.durable):
+            raise PreconditionFailedError(
+                f"declare queue {spec.name!r}: it exists with other arguments "
+                f"({existing.spec.arguments}, durable={existing.spec.durable})"
+            )
+
+    async def bind(self, binding: Binding) -> None:
+        self._check_open()
+        if binding.exchange not in self._broker.exchanges:
+            raise BrokerError(f"bind: exchange {binding.exchange!r} does not exist")
+        if binding.queue not in self._broker.queues:
+            raise BrokerError(f"bind: queue {binding.queue!r} does not exist")
+        if binding not in self._broker.bindings:
+            self._broker.bindings.append(binding)
+
+    async def delete_queue(self, name: str) -> None:
+        self._check_open()
+        broker = self._broker
+        queue = broker.queues.pop(name, None)
+        broker.bindings = [b for b in broker.bindings if b.queue != name]
+        if queue is not None:
+            for consumer in list(queue.consumers):
+                await consumer.cancel()
+                consumer.lose(BrokerError(f"consumer of queue {name!r}: the queue was deleted"))
+
+    async def delete_exchange(self, name: str) -> None:
+        self._check_open()
+        self._broker.exchanges.pop(name, None)
+        self._broker.bindings = [b for b in self._broker.bindings if b.exchange != name]
+
+    async def publish(
+        self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
+    ) -> None:
+        self._check_open()
+        self._broker.publish(envelope, exchange, routing_key, mandatory=mandatory)
+
+    async def take_all(self, queue: str, *, min_count: int) -> _Batch | None:
+        self._check_open()
+        lease = self._lease(f"take:{queue}", queue)
+        if lease is None:
+            return None
+        # A queue that is gone holds nothing to take.
+        target = self._broker.queues.get(queue) or _Queue(QueueSpec(queue))
+        taken: list[_Message] = []
+        if len(target.messages) >= min_count:
+            taken = list(target.messages)
+            target.messages.clear()
+            for message in taken:
+                if message.expiry is not None:
+                    message.expiry.cancel()
+        batch = _Batch(self, lease, target, taken)
+        self._batches.add(batch)
+        return batch
+
+    async def acquire_lease(self, name: str) -> _Lease | None:
+        self._check_open()
+        return self._lease(f"lease:{name}", name)
+
+    async def state_put(self, store: str, key: str, value: bytes) -> None:
+        self._check_open()
+        self._broker.state.setdefault(store, {})[key] = value
+
+    async def state_delete(self, store: str, key: str) -> None:
+        self._check_open()
+        self._broker.state.get(store, {}).pop(key, None)
+
+    async def state_read(self, store: str) -> dict[str, bytes]:
+        self._check_open()
+        return dict(self._broker.state.get(store, {}))
+
+    async def consume(
+        self, queue: str, handler: Handler, *, prefetch: int, no_ack: bool = False
+    ) -> _Consumer:
+        self._check_open()
+        target = self._broker.queues.get(queue)
+        if target is None:
+            raise BrokerError(f"consume {queue!r}: queue {queue!r} does not exist")
+        consumer = _Consumer(self, target, handler, max(prefetch, 1), no_ack=no_ack)
+        target.consumers.append(consumer)
+        self._consumers.add(consumer)
+        self._broker.dispatch(target)
+        return consumer
+
+    def queue_length(self, name: str) -> int:
+        """Messages waiting (not delivered) in ``name``; for tests."""
+        return len(self._broker.queues[name].messages)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BrokerConnectionError("memory transport is closed")
+
+    def _lease(self, key: str, name: str) -> _Lease | None:
+        if key in self._broker.leases:
+            return None
+        lease = _Lease(self, name, key)
+        self._broker.leases[key] = lease
+        self._leases.add(lease)
+        return lease

@@ -1,0 +1,104 @@
+"""Consumers on RabbitMQ: restarted after a reconnection, reported when they cannot be."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from aioqueue.exceptions import BrokerError
+from aioqueue.transport.amqp import AmqpTransport
+from aioqueue.transport.base import Delivery, Envelope, QueueSpec
+
+from ._support import close_connections, eventually, needs_rabbitmqctl
+from .conftest import MakeTransport
+
+pytestmark = [pytest.mark.anyio, pytest.mark.amqp]
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.bodies.append(delivery.envelope.body)
+        await delivery.ack()
+
+
+async def _reconnected(amqp_url: str, transport: AmqpTransport) -> None:
+    generation = transport.generation
+    await asyncio.to_thread(close_connections, amqp_url)
+    await eventually(lambda: transport.generation > generation)
+
+
+@needs_rabbitmqctl
+@pytest.mark.timeout(120)
+async def test_consumers_resume_after_a_reconnection(
+    amqp_url: str, make_amqp: MakeTransport, queue_name: str
+) -> None:
+    transport = await make_amqp(reconnect_interval=0.2)
+    durable, exclusive = f"{queue_name}.durable", f"{queue_name}.exclusive"
+    await transport.declare_queue(QueueSpec(durable))
+    await transport.declare_queue(QueueSpec(exclusive, durable=False, exclusive=True))
+    inbox, replies = _Inbox(), _Inbox()
+    consumers = [
+        await transport.consume(durable, inbox, prefetch=5),
+        await transport.consume(exclusive, replies, prefetch=5, no_ack=True),
+    ]
+    await _reconnected(amqp_url, transport)
+    # The exclusive queue went with the old connection; its consumer declared it again.
+    await transport.publish(Envelope(body=b"after"), routing_key=durable, mandatory=True)
+    await eventually(lambda: inbox.bodies == [b"after"])
+    await transport.publish(Envelope(body=b"reply"), routing_key=exclusive, mandatory=True)
+    await eventually(lambda: replies.bodies == [b"reply"])
+    for consumer in consumers:
+        await consumer.close()
+    await transport.delete_queue(durable)
+
+
+@needs_rabbitmqctl
+@pytest.mark.timeout(120)
+async def test_a_consumer_that_cannot_resume_after_a_reconnection_is_lost(
+    amqp_url: str, make_amqp: MakeTransport, queue_name: str
+) -> None:
+    transport = await make_amqp(reconnect_interval=4.0)
+    await transport.declare_queue(QueueSpec(queue_name))
+    consumer = await transport.consume(queue_name, _Inbox(), prefetch=1)
+    await asyncio.to_thread(close_connections, amqp_url)
+    # While it is away, another connection takes the queue for itself.
+    other = await make_amqp()
+    await other.delete_queue(queue_name)
+    await other.declare_queue(QueueSpec(queue_name, durable=False, exclusive=True))
+    async with asyncio.timeout(60):
+        error = await consumer.wait_lost()
+    assert isinstance(error, BrokerError)
+    assert repr(queue_name) in str(error)
+    assert transport._consumers == set()
+
+
+async def test_a_consumer_of_a_deleted_queue_is_lost(
+    make_amqp: MakeTransport, queue_name: str
+) -> None:
+    transport = await make_amqp()
+    await transport.declare_queue(QueueSpec(queue_name))
+    consumer = await transport.consume(queue_name, _Inbox(), prefetch=1)
+    other = await make_amqp()
+    await other.delete_queue(queue_name)
+    async with asyncio.timeout(30):
+        error = await consumer.wait_lost()
+    assert repr(queue_name) in str(error)
+    # Not brought back by the attempts to consume it again.
+    batch = await other.take_all(queue_name, min_count=0)
+    assert batch is not None and batch.envelopes == []
+    await batch.release()
+
+
+async def test_closed_consumers_are_forgotten(make_amqp: MakeTransport, queue_name: str) -> None:
+    transport = await make_amqp()
+    await transport.declare_queue(QueueSpec(queue_name))
+    for _ in range(20):
+        consumer = await transport.consume(queue_name, _Inbox(), prefetch=1)
+        await consumer.close()
+        await consumer.close()
+    assert transport._consumers == set()
+    await transport.delete_queue(queue_name)

@@ -1,0 +1,119 @@
+"""Publishing on RabbitMQ: a refused publish fails alone, and the deadline holds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aioqueue.exceptions import BrokerConnectionError, PublishError
+from aioqueue.transport.amqp import AmqpTransport
+from aioqueue.transport.base import Envelope, ExchangeSpec, QueueSpec
+
+from ._support import Proxy
+from .conftest import MakeTransport
+
+pytestmark = [pytest.mark.anyio, pytest.mark.amqp]
+
+
+async def _bodies(transport: AmqpTransport, queue: str) -> list[bytes]:
+    batch = await transport.take_all(queue, min_count=0)
+    assert batch is not None
+    await batch.release()
+    return [e.body for e in batch.envelopes]
+
+
+def _errors(outcomes: list[object]) -> list[BaseException]:
+    return [o for o in outcomes if isinstance(o, BaseException)]
+
+
+async def test_missing_exchange_fails_only_its_own_publish(
+    make_amqp: MakeTransport, queue_name: str
+) -> None:
+    transport = await make_amqp()
+    await transport.declare_queue(QueueSpec(queue_name))
+    missing = f"{queue_name}.missing"
+    good = [
+        transport.publish(Envelope(body=str(i).encode()), routing_key=queue_name) for i in range(50)
+    ]
+    bad = transport.publish(Envelope(body=b"lost"), exchange=missing, routing_key="k")
+    outcomes = await asyncio.gather(*good[:25], bad, *good[25:], return_exceptions=True)
+    errors = _errors(outcomes)
+    assert len(errors) == 1, errors
+    assert isinstance(errors[0], PublishError), repr(errors[0])
+    assert f"exchange {missing!r} does not exist" in str(errors[0])
+    assert sorted(await _bodies(transport, queue_name)) == sorted(
+        str(i).encode() for i in range(50)
+    )
+    await transport.delete_queue(queue_name)
+
+
+async def test_exchange_deleted_behind_the_cache_fails_only_its_own_publish(
+    make_amqp: MakeTransport, queue_name: str
+) -> None:
+    transport, other = await make_amqp(), await make_amqp()
+    exchange = f"{queue_name}.x"
+    await transport.declare_queue(QueueSpec(queue_name))
+    await transport.declare_exchange(ExchangeSpec(exchange, "fanout"))
+    await transport.publish(Envelope(body=b"seen"), exchange=exchange, routing_key="")
+    await other.delete_exchange(exchange)
+    good = [
+        transport.publish(Envelope(body=str(i).encode()), routing_key=queue_name) for i in range(50)
+    ]
+    bad = transport.publish(Envelope(body=b"lost"), exchange=exchange, routing_key="")
+    outcomes = await asyncio.gather(*good[:25], bad, *good[25:], return_exceptions=True)
+    errors = _errors(outcomes)
+    assert len(errors) == 1, errors
+    assert isinstance(errors[0], PublishError), repr(errors[0])
+    assert f"exchange {exchange!r} does not exist" in str(errors[0])
+    # Publishes caught on the channel the culprit closed are sent again: at least once.
+    assert set(await _bodies(transport, queue_name)) == {str(i).encode() for i in range(50)}
+    await transport.delete_queue(queue_name)
+
+
+@pytest.fixture
+async def proxy(amqp_url: str) -> AsyncIterator[Proxy]:
+    proxy = Proxy(amqp_url)
+    await proxy.start()
+    yield proxy
+    await proxy.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_publish_timeout_holds_when_the_broker_stops_answering(
+    make_amqp: MakeTransport, proxy: Proxy, queue_name: str
+) -> None:
+    transport = await make_amqp(proxy.url, publish_timeout=1.0)
+    await transport.declare_queue(QueueSpec(queue_name))
+    await transport.publish(Envelope(body=b"before"), routing_key=queue_name)
+    proxy.freeze()
+    try:
+        started = time.monotonic()
+        with pytest.raises(BrokerConnectionError, match=r"did not confirm within 1 s"):
+            async with asyncio.timeout(15):
+                await transport.publish(Envelope(body=b"frozen"), routing_key=queue_name)
+        assert time.monotonic() - started < 3
+    finally:
+        proxy.thaw()
+    await transport.publish(Envelope(body=b"after"), routing_key=queue_name)
+    await transport.delete_queue(queue_name)
+
+
+@pytest.mark.timeout(60)
+async def test_publish_timeout_holds_while_the_broker_is_unreachable(
+    make_amqp: MakeTransport, proxy: Proxy, queue_name: str
+) -> None:
+    transport = await make_amqp(proxy.url, publish_timeout=1.0, reconnect_interval=0.2)
+    await transport.declare_queue(QueueSpec(queue_name))
+    await proxy.refuse()
+    started = time.monotonic()
+    with pytest.raises(BrokerConnectionError):
+        async with asyncio.timeout(15):
+            await transport.publish(Envelope(body=b"nowhere"), routing_key=queue_name)
+    assert time.monotonic() - started < 3
+    await proxy.start()
+    # Reconnected: publishing works again.
+    await transport.publish(Envelope(body=b"back"), routing_key=queue_name)
+    await transport.delete_queue(queue_name)
