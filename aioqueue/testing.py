@@ -11,12 +11,13 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
-from .exceptions import PublishError
+from .exceptions import BrokerError, PreconditionFailedError, PublishError
 from .transport.base import (
     Binding,
     Delivery,
     Envelope,
     ExchangeSpec,
+    Lease,
     Publish,
     QueueSpec,
     Transport,
@@ -30,13 +31,17 @@ TransportFactory = Callable[[], Awaitable[Transport]]
 async def check_transport(make_transport: TransportFactory) -> None:
     """Run every conformance check against fresh transports from ``make_transport``.
 
+    Each check gets a connected transport of its own; some call ``make_transport`` again
+    for a second connection to the same broker (and close it), so every transport it
+    returns must reach the same broker, as two processes would.
+
     :raises AssertionError: naming the check that failed.
     """
     for check in _CHECKS:
         transport = await make_transport()
         prefix = f"conformance.{uuid.uuid4().hex[:8]}"
         try:
-            await asyncio.wait_for(check(transport, prefix), 10)
+            await asyncio.wait_for(check(transport, prefix, make_transport), 10)
         except AssertionError as exc:
             raise AssertionError(f"{check.__name__}: {exc}") from exc
         finally:
@@ -82,7 +87,7 @@ async def _cleanup(transport: Transport, *names: str) -> None:
         await transport.delete_queue(name)
 
 
-async def _check_round_trip(transport: Transport, prefix: str) -> None:
+async def _check_round_trip(transport: Transport, prefix: str, make: TransportFactory) -> None:
     queue = await _queue(transport, f"{prefix}.q")
     sent = Envelope(
         body=b"[[1], {}, {}]",
@@ -102,7 +107,9 @@ async def _check_round_trip(transport: Transport, prefix: str) -> None:
     await _cleanup(transport, queue)
 
 
-async def _check_prefetch_and_redelivery(transport: Transport, prefix: str) -> None:
+async def _check_prefetch_and_redelivery(
+    transport: Transport, prefix: str, make: TransportFactory
+) -> None:
     queue = await _queue(transport, f"{prefix}.q")
     for i in range(5):
         await transport.publish(Envelope(body=str(i).encode()), routing_key=queue)
@@ -119,7 +126,7 @@ async def _check_prefetch_and_redelivery(transport: Transport, prefix: str) -> N
     await _cleanup(transport, queue)
 
 
-async def _check_exchanges(transport: Transport, prefix: str) -> None:
+async def _check_exchanges(transport: Transport, prefix: str, make: TransportFactory) -> None:
     topic, fanout = f"{prefix}.topic", f"{prefix}.fanout"
     a, b = await _queue(transport, f"{prefix}.a"), await _queue(transport, f"{prefix}.b")
     await transport.declare_exchange(ExchangeSpec(topic, "topic"))
@@ -147,7 +154,7 @@ async def _check_exchanges(transport: Transport, prefix: str) -> None:
     await transport.delete_exchange(fanout)
 
 
-async def _check_mandatory(transport: Transport, prefix: str) -> None:
+async def _check_mandatory(transport: Transport, prefix: str, make: TransportFactory) -> None:
     try:
         await transport.publish(
             Envelope(body=b"x", correlation_id="m"), routing_key=f"{prefix}.none", mandatory=True
@@ -157,7 +164,7 @@ async def _check_mandatory(transport: Transport, prefix: str) -> None:
     raise AssertionError("an unroutable mandatory publish must raise PublishError")
 
 
-async def _check_dead_letter_ttl(transport: Transport, prefix: str) -> None:
+async def _check_dead_letter_ttl(transport: Transport, prefix: str, make: TransportFactory) -> None:
     target = await _queue(transport, f"{prefix}.target")
     delay = f"{prefix}.delay"
     await transport.declare_queue(
@@ -172,7 +179,7 @@ async def _check_dead_letter_ttl(transport: Transport, prefix: str) -> None:
     await transport.delete_exchange(delay)
 
 
-async def _check_take_all(transport: Transport, prefix: str) -> None:
+async def _check_take_all(transport: Transport, prefix: str, make: TransportFactory) -> None:
     queue, out = (
         await _queue(transport, f"{prefix}.parts"),
         await _queue(transport, f"{prefix}.out"),
@@ -197,6 +204,189 @@ async def _check_take_all(transport: Transport, prefix: str) -> None:
     await _cleanup(transport, queue, out)
 
 
+async def _check_missing_exchange(
+    transport: Transport, prefix: str, make: TransportFactory
+) -> None:
+    queue = await _queue(transport, f"{prefix}.q")
+    missing = f"{prefix}.missing"
+    try:
+        await transport.publish(Envelope(body=b"x"), exchange=missing, routing_key=queue)
+    except PublishError as exc:
+        assert repr(missing) in str(exc), f"the error names the exchange: {exc}"
+    else:
+        raise AssertionError("a publish to a missing exchange must raise PublishError")
+    # The refusal costs nothing to the next publish.
+    await transport.publish(Envelope(body=b"still"), routing_key=queue)
+    assert (await _receive_one(transport, queue)).envelope.body == b"still"
+    await _cleanup(transport, queue)
+
+
+async def _check_preconditions(transport: Transport, prefix: str, make: TransportFactory) -> None:
+    queue, exchange = f"{prefix}.q", f"{prefix}.x"
+    await transport.declare_queue(QueueSpec(queue, arguments={"x-message-ttl": 1000}))
+    await transport.declare_queue(QueueSpec(queue, arguments={"x-message-ttl": 1000}))
+    try:
+        await transport.declare_queue(QueueSpec(queue, arguments={"x-message-ttl": 2000}))
+    except PreconditionFailedError:
+        pass
+    else:
+        raise AssertionError("a queue declared again with other arguments must be refused")
+    await transport.declare_exchange(ExchangeSpec(exchange, "direct"))
+    try:
+        await transport.declare_exchange(ExchangeSpec(exchange, "fanout"))
+    except PreconditionFailedError:
+        pass
+    else:
+        raise AssertionError("an exchange declared again with another type must be refused")
+    # The transport goes on after a refusal.
+    await transport.bind(Binding(queue, exchange, "k"))
+    await transport.publish(Envelope(body=b"ok"), exchange=exchange, routing_key="k")
+    assert (await _receive_one(transport, queue)).envelope.body == b"ok"
+    await _cleanup(transport, queue)
+    await transport.delete_exchange(exchange)
+
+
+async def _check_batch_all_or_nothing(
+    transport: Transport, prefix: str, make: TransportFactory
+) -> None:
+    parts, out = (
+        await _queue(transport, f"{prefix}.parts"),
+        await _queue(transport, f"{prefix}.out"),
+    )
+    for i in range(2):
+        await transport.publish(Envelope(body=str(i).encode()), routing_key=parts)
+    batch = await transport.take_all(parts, min_count=2)
+    assert batch is not None and len(batch.envelopes) == 2
+    try:
+        await batch.commit(
+            [
+                Publish(Envelope(body=b"first"), routing_key=out),
+                Publish(Envelope(body=b"second"), exchange=f"{prefix}.missing", routing_key=out),
+            ]
+        )
+    except PublishError:
+        pass
+    else:
+        raise AssertionError("a commit publishing to a missing exchange must raise PublishError")
+    left = await transport.take_all(parts, min_count=0)
+    assert left is not None, "a failed commit releases the lock"
+    assert sorted(e.body for e in left.envelopes) == [b"0", b"1"], "the parts stay queued"
+    await left.release()
+    sent = await transport.take_all(out, min_count=0)
+    assert sent is not None and sent.envelopes == [], "a failed commit publishes nothing"
+    await sent.release()
+    await _cleanup(transport, parts, out)
+
+
+async def _check_lease(transport: Transport, prefix: str, make: TransportFactory) -> None:
+    other = await make()
+    try:
+        name = f"{prefix}.lease"
+        lease = await transport.acquire_lease(name)
+        assert lease is not None and lease.held and lease.name == name
+        assert await other.acquire_lease(name) is None, "held by another connection"
+        assert await transport.acquire_lease(name) is None, "held by another caller here"
+        await lease.release()
+        await lease.release()
+        assert not lease.held, "released"
+        await asyncio.wait_for(lease.wait_lost(), 1)
+        taken = await other.acquire_lease(name)
+        assert taken is not None, "a released lease can be taken elsewhere"
+        await taken.release()
+
+        both = await asyncio.gather(*(transport.acquire_lease(f"{name}.2") for _ in range(3)))
+        held = [lease for lease in both if lease is not None]
+        assert len(held) == 1, f"concurrent callers on one transport: {len(held)} got it"
+
+        lease = await transport.acquire_lease(name)
+        assert lease is not None
+        lost = asyncio.ensure_future(lease.wait_lost())
+        await transport.aclose()
+        await asyncio.wait_for(lost, 5)
+        assert not lease.held, "a closed connection loses its leases"
+        # The broker may take a moment to drop what the closed connection held.
+        assert await _acquire_soon(other, name) is not None, "a closed connection frees it"
+        assert await _acquire_soon(other, f"{name}.2") is not None, "all its leases go"
+    finally:
+        await other.aclose()
+
+
+async def _acquire_soon(transport: Transport, name: str) -> Lease | None:
+    for _ in range(50):
+        if (lease := await transport.acquire_lease(name)) is not None:
+            return lease
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def _check_state(transport: Transport, prefix: str, make: TransportFactory) -> None:
+    store = f"{prefix}.store"
+    assert await transport.state_read(store) == {}, "a store never written is empty"
+    await transport.state_put(store, "a", b"1")
+    await transport.state_put(store, "b", b"2")
+    await transport.state_put(store, "a", b"3")
+    await transport.state_delete(store, "b")
+    await transport.state_delete(store, "never")
+    assert await transport.state_read(store) == {"a": b"3"}
+    assert await transport.state_read(store) == {"a": b"3"}, "reading changes nothing"
+    other = await make()
+    try:
+        assert await other.state_read(store) == {"a": b"3"}, "read on another connection"
+        await other.state_put(store, "c", b"")
+        many = {f"key.{i}": str(i).encode() for i in range(60)}
+        for key, value in many.items():
+            await other.state_put(store, key, value)
+        for i in range(0, 60, 2):
+            await transport.state_delete(store, f"key.{i}")
+        expected = {"a": b"3", "c": b""} | {k: v for k, v in many.items() if int(k[4:]) % 2}
+        assert await transport.state_read(store) == expected
+        assert await other.state_read(store) == expected
+    finally:
+        await other.aclose()
+
+
+async def _check_consumer_close(transport: Transport, prefix: str, make: TransportFactory) -> None:
+    queue = await _queue(transport, f"{prefix}.q")
+    for i in range(3):
+        await transport.publish(Envelope(body=str(i).encode()), routing_key=queue)
+    held = _Collector(ack=False)
+    consumer = await transport.consume(queue, held, prefetch=10)
+    await held.wait_for(3)
+    await consumer.close()
+    await consumer.close()
+    again = _Collector()
+    second = await transport.consume(queue, again, prefetch=10)
+    await again.wait_for(3)
+    assert sorted(d.envelope.body for d in again.items) == [b"0", b"1", b"2"]
+    assert all(d.redelivered for d in again.items), "what a closed consumer held comes back"
+    await second.close()
+    await _cleanup(transport, queue)
+
+
+async def _check_consumer_lost(transport: Transport, prefix: str, make: TransportFactory) -> None:
+    queue = await _queue(transport, f"{prefix}.q")
+    consumer = await transport.consume(queue, _Collector(), prefetch=1)
+    closed = await transport.consume(queue, _Collector(), prefetch=1)
+    await closed.close()
+    await transport.delete_queue(queue)
+    error = await asyncio.wait_for(consumer.wait_lost(), 9)
+    assert isinstance(error, BrokerError) and repr(queue) in str(error), error
+    waiting = asyncio.ensure_future(closed.wait_lost())
+    await asyncio.sleep(0.1)
+    assert not waiting.done(), "a consumer closed on purpose is not lost"
+    waiting.cancel()
+
+
+async def _check_generation(transport: Transport, prefix: str, make: TransportFactory) -> None:
+    before = transport.generation
+    assert before >= 1, "a connected transport has a generation"
+    await transport.connect()
+    assert transport.generation == before, "connect() on an open transport changes nothing"
+    await transport.aclose()
+    await transport.connect()
+    assert transport.generation > before, "every new connection has a new generation"
+
+
 _CHECKS = (
     _check_take_all,
     _check_round_trip,
@@ -204,4 +394,12 @@ _CHECKS = (
     _check_exchanges,
     _check_mandatory,
     _check_dead_letter_ttl,
+    _check_missing_exchange,
+    _check_preconditions,
+    _check_batch_all_or_nothing,
+    _check_lease,
+    _check_state,
+    _check_consumer_close,
+    _check_consumer_lost,
+    _check_generation,
 )

@@ -13,8 +13,11 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_memory_transport() -> None:
+    broker = MemoryTransport()
+
     async def make() -> Transport:
-        transport = MemoryTransport()
+        # Connections to one in-process broker, as separate processes would have.
+        transport = broker.new_connection()
         await transport.connect()
         return transport
 
