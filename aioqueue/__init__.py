@@ -3,13 +3,15 @@
 The package is layered; a module imports only modules of the layers above it:
 
 1. vocabulary: ``exceptions``, ``message`` (the protocol v2 wire models),
-   ``serialization``, ``config``;
+   ``serialization``, ``config``, ``options``;
 2. transport: ``transport/`` (``base`` interface, ``memory``, ``amqp``: the only
    module importing aio-pika);
-3. domain: ``routing``, ``options``, ``result``, ``results/``, ``canvas``, ``task``,
-   ``builtins``;
-4. composition: ``app``;
-5. runtimes: ``worker/``; edges: ``cli``.
+3. pure domain: ``topology`` (what is declared, every broker name), ``routing``
+   (options -> a route), ``results/base``, ``result``, ``canvas``, ``task``,
+   ``registry``, ``builtins``;
+4. the broker layer: ``broker`` (the one publish path), ``results/rpc``;
+5. runtimes: ``worker/`` (depends on the broker layer and the registry only);
+6. composition: ``app``; edges: ``cli``.
 
 This file only gathers the public names.
 """
@@ -36,6 +38,7 @@ from .exceptions import DecodeError as DecodeError
 from .exceptions import EncodeError as EncodeError
 from .exceptions import MalformedMessageError as MalformedMessageError
 from .exceptions import MessageError as MessageError
+from .exceptions import PartialPublishError as PartialPublishError
 from .exceptions import PreconditionFailedError as PreconditionFailedError
 from .exceptions import PublishError as PublishError
 from .exceptions import ResultTimeoutError as ResultTimeoutError
@@ -47,8 +50,9 @@ from .message import State as State
 from .options import Options as Options
 from .result import AsyncResult as AsyncResult
 from .result import GroupResult as GroupResult
-from .routing import Queue as Queue
 from .task import Task as Task
+from .topology import Exchange as Exchange
+from .topology import Queue as Queue
 from .worker import Worker as Worker
 
 __all__ = (
@@ -65,11 +69,13 @@ __all__ = (
     "ContentTypeError",
     "DecodeError",
     "EncodeError",
+    "Exchange",
     "Group",
     "GroupResult",
     "MalformedMessageError",
     "MessageError",
     "Options",
+    "PartialPublishError",
     "PreconditionFailedError",
     "PublishError",
     "Queue",

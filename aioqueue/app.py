@@ -1,38 +1,40 @@
-"""``App``: the task registry and composition root.
+"""``App``: the composition root.
 
-An app holds its configuration, one transport, the codec and the result backend, and is
-an async context manager: ``async with App(...) as app`` connects, and leaving the block
-closes everything the app opened. Nothing happens at construction (no connection, no
-event loop, no signal handlers), so an app can be defined at import time in any module.
+An app wires the pieces below it: its configuration (``config``), the task registry
+(``registry``), the broker layer (``broker``: transport, codec, declarations, the one
+publish path) and the result backend (``results/``); it registers tasks, sends them,
+and makes the runtimes that depend on those pieces and never on the app
+(``app.worker()``). It is an async context manager: ``async with App(...) as app``
+connects, and leaving the block closes everything the app opened; an app can be opened
+again afterwards, from any event loop. Nothing happens at construction (no connection,
+no event loop, no signal handlers), so an app can be defined at import time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
+from typing import Any, ParamSpec, Self, TypeVar, overload
 
+from .broker import Broker
 from .builtins import builtin_tasks
-from .canvas import Canvas, Plan, Signature, freeze, plan, result_of
-from .config import amqp_url, broker_scheme, mask_url, result_backend_scheme
-from .exceptions import ConfigurationError, PreconditionFailedError
-from .message import TaskMessage, utc_now
+from .canvas import Canvas, Signature, freeze, plan, result_of
+from .config import AppConfig, amqp_url, broker_scheme, mask_url, result_backend_scheme
 from .options import Options, build_message
-from .result import DEFAULT_EXCEPTION_MODULES, AsyncResult, ResultBackend
+from .registry import Registry
+from .result import AsyncResult
+from .results.base import ResultBackend
 from .results.disabled import DisabledBackend
 from .results.rpc import RpcBackend
-from .routing import Queue, chord_queue, delay_bucket_ms, delay_topology
 from .serialization import Codec
 from .task import Task
+from .topology import Queue
 from .transport.amqp import AmqpTransport
-from .transport.base import Envelope, Transport
+from .transport.base import Transport
 from .transport.memory import MemoryTransport
-
-if TYPE_CHECKING:
-    from .worker.consumer import Worker
+from .worker import Worker
 
 __all__ = ("App",)
 
@@ -59,9 +61,12 @@ class App:
     :param exception_modules: modules whose exception types a failed task raises again
         on the caller as themselves; builtins, asyncio and aioqueue's own are always
         allowed, as are the modules that define this app's tasks.
-    :param publish_timeout: seconds a publish may wait for a lost connection to return.
+    :param publish_timeout: seconds a publish may take, the broker's confirm included
+        (also while the connection is being restored), before it fails.
     :param chord_expires: seconds a chord's progress is kept in RabbitMQ after its last
         activity (also once it completed, for members redelivered late).
+    :param result_expires: seconds a result that arrived is kept for a caller that has
+        not asked for it yet; older ones are dropped (their status reads PENDING).
     """
 
     def __init__(
@@ -76,37 +81,74 @@ class App:
         exception_modules: Iterable[str] = (),
         publish_timeout: float = 30.0,
         chord_expires: float = 86_400.0,
+        result_expires: float = 3_600.0,
     ) -> None:
+        self.config = AppConfig(
+            name=name,
+            broker_url=broker if isinstance(broker, str) else None,
+            result_backend=result_backend,
+            default_queue=default_queue,
+            publish_timeout=publish_timeout,
+            chord_expires=chord_expires,
+        )
         self.name = name
-        self.chord_expires = chord_expires
-        self.default_queue = default_queue
-        self.queues = {q.name: q for q in queues}
-        self.codec = Codec(accept_pickle=accept_pickle)
-        self.tasks: dict[str, Task[Any, Any]] = {}
-        self._exception_modules = frozenset(exception_modules) | DEFAULT_EXCEPTION_MODULES
+        self.registry = Registry(exception_modules)
         if isinstance(broker, str):
-            self.broker_url = broker
-            self.transport = _make_transport(broker, name, publish_timeout)
-            self._owns_transport = True
+            transport = _make_transport(broker, name, publish_timeout)
         else:
-            self.broker_url = f"{type(broker).__name__}()"
-            self.transport = broker
-            self._owns_transport = False
-        self.result_backend_url = result_backend
+            transport = broker
+        self.broker = Broker(
+            transport,
+            Codec(accept_pickle=accept_pickle),
+            owns_transport=isinstance(broker, str),
+            default_queue=default_queue,
+            queues=queues,
+            chord_expires=chord_expires,
+        )
         self.results: ResultBackend
-        self._rpc: RpcBackend | None = None
         if result_backend_scheme(result_backend) == "rpc":
-            self._rpc = RpcBackend(
-                self.transport, self.codec, exception_modules=self.exception_modules
+            self.results = RpcBackend(
+                transport,
+                self.broker.codec,
+                exception_modules=self.registry.exception_modules,
+                unclaimed_ttl=result_expires,
             )
-            self.results = self._rpc
         else:
-            self.results = DisabledBackend(self.exception_modules)
-        self._declared: set[str] = set()
-        self._declaring = asyncio.Lock()
-        self._connected = False
-        for builtin_name, fn in builtin_tasks(self.tasks).items():
+            self.results = DisabledBackend(self.registry.exception_modules)
+        for builtin_name, fn in builtin_tasks(self.registry).items():
             self.task(name=builtin_name)(fn)
+
+    @property
+    def tasks(self) -> Registry:
+        """The registered tasks by name."""
+        return self.registry
+
+    @property
+    def transport(self) -> Transport:
+        """The connection to the broker (shared with :attr:`broker`)."""
+        return self.broker.transport
+
+    @property
+    def codec(self) -> Codec:
+        """Encodes and decodes message bodies (shared with :attr:`broker`)."""
+        return self.broker.codec
+
+    @property
+    def broker_url(self) -> str:
+        """The broker URL this app was made with (unmasked: see ``mask_url``), or the
+        type of the transport it was given."""
+        url = self.config.broker_url
+        return url if url is not None else f"{type(self.transport).__name__}()"
+
+    @property
+    def result_backend_url(self) -> str | None:
+        """The result backend URL (``None``: results are disabled)."""
+        return self.config.result_backend
+
+    @property
+    def default_queue(self) -> str:
+        """Where tasks go without a ``queue`` option."""
+        return self.config.default_queue
 
     def __repr__(self) -> str:
         return f"<App {self.name} broker={mask_url(self.broker_url)}>"
@@ -152,11 +194,8 @@ class App:
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or self._default_name(func)
-            existing = self.tasks.get(task_name)
-            if existing is not None and existing.fn is not func:
-                raise ConfigurationError(f"a task named {task_name!r} is already registered")
             task: Task[Any, Any] = Task(self, func, name=task_name, options=options)
-            self.tasks[task_name] = task
+            self.registry.add(task)
             return task
 
         return register(fn) if fn is not None else _TaskDecorator(register)
@@ -166,10 +205,6 @@ class App:
         if module == "__main__":
             module = self.name
         return f"{module}.{fn.__qualname__}"
-
-    def exception_modules(self) -> frozenset[str]:
-        """Modules whose exception types are rebuilt on the caller (see the class doc)."""
-        return self._exception_modules | {t.fn.__module__ for t in self.tasks.values()}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -186,22 +221,21 @@ class App:
         await self.aclose()
 
     async def connect(self) -> None:
-        """Connect to the broker (idempotent).
+        """Connect to the broker (idempotent; concurrent callers share one connection).
 
         :raises BrokerConnectionError: the broker cannot be reached.
         """
-        if not self._connected:
-            await self.transport.connect()
-            self._connected = True
+        await self.broker.connect()
 
     async def aclose(self) -> None:
-        """Close the result backend and, if the app made it, the transport."""
-        if self._rpc is not None:
-            await self._rpc.aclose()
-        if self._owns_transport:
-            await self.transport.aclose()
-        self._connected = False
-        self._declared.clear()
+        """Close the result backend and, if the app made it, the transport.
+
+        The app can be opened again afterwards (in this event loop or another).
+        """
+        try:
+            await self.results.aclose()
+        finally:
+            await self.broker.aclose()
 
     def worker(
         self,
@@ -215,10 +249,9 @@ class App:
 
         See :class:`aioqueue.Worker` for the parameters.
         """
-        from .worker.consumer import Worker  # the worker layer sits above the app
-
         return Worker(
-            self,
+            self.broker,
+            self.registry,
             queues=queues,
             concurrency=concurrency,
             prefetch=prefetch,
@@ -234,13 +267,12 @@ class App:
         confirms awaited together.
 
         :raises PublishError: the broker did not confirm a message.
-        :raises EncodeError: an argument is not serialisable.
+        :raises PartialPublishError: only some of a group's messages were sent.
+        :raises EncodeError: an argument is not serialisable (nothing was sent).
         """
-        await self.connect()
-        reply_to = None
-        if self._rpc is not None:
-            await self._rpc.start()
-            reply_to = self._rpc.reply_to
+        await self.broker.connect()
+        await self.results.start()
+        reply_to = self.results.reply_to
         if isinstance(canvas, Signature) and not canvas.link and not canvas.link_error:
             # The common case, without the canvas machinery.
             opts = canvas.options
@@ -249,23 +281,14 @@ class App:
                 canvas.args,
                 canvas.kwargs,
                 opts,
-                # Celery sends reply_to even with ignore_result; the header tells the worker.
-                reply_to=reply_to,
+                # Nobody waits for a result the task is told not to send.
+                reply_to=None if opts.ignore_result else reply_to,
             )
-            await self.publish(message, opts)
+            await self.broker.publish_task(message, opts)
             return AsyncResult(message.id, self.results)
         node = freeze(canvas.to_dict(), reply_to)
-        await self.publish_plan(plan(node))
+        await self.broker.publish_plan(plan(node))
         return result_of(node, self.results)
-
-    async def publish_plan(self, todo: Plan) -> None:
-        """Declare the chords of ``todo``, then publish its messages concurrently."""
-        for group_id in todo.chords:
-            await self.declare_chord(group_id)
-        if len(todo.messages) == 1:  # a chain's next step: no task for one publish
-            await self.publish(todo.messages[0].message, todo.messages[0].options)
-        else:
-            await asyncio.gather(*(self.publish(o.message, o.options) for o in todo.messages))
 
     async def send_task(
         self,
@@ -297,100 +320,6 @@ class App:
             headers=headers,
         )
         return await self.send_canvas(Signature(name, tuple(args), dict(kwargs or {}), options))
-
-    def envelope(self, message: TaskMessage) -> Envelope:
-        """The wire form of a task message."""
-        return Envelope(
-            body=self.codec.encode(message.body()),
-            headers=message.headers(),
-            content_type=self.codec.content_type,
-            content_encoding=self.codec.content_encoding,
-            correlation_id=message.id,
-            reply_to=message.reply_to,
-            priority=message.priority,
-        )
-
-    async def publish(self, message: TaskMessage, options: Options | None = None) -> None:
-        """Publish a built task message where ``options`` route it, delayed if not due.
-
-        :raises PublishError: the broker did not confirm the message.
-        """
-        await self.publish_envelope(self.envelope(message), message.eta, options or Options())
-
-    async def publish_envelope(
-        self, envelope: Envelope, eta: datetime | None, options: Options
-    ) -> None:
-        """Publish an encoded task message (see :meth:`publish`)."""
-        exchange, routing_key = await self.route(options, eta)
-        await self.transport.publish(
-            envelope, exchange=exchange, routing_key=routing_key, mandatory=True
-        )
-
-    async def route(self, options: Options, eta: datetime | None) -> tuple[str, str]:
-        """Where a task message with these options goes: ``(exchange, routing_key)``.
-
-        Declares the target queue (or the delay bucket, for a message not yet due).
-        """
-        queue = options.queue or self.default_queue
-        if options.exchange is not None:
-            return options.exchange, options.routing_key or queue
-        await self.declare(self.queue(queue))
-        bucket = None
-        if eta is not None:
-            bucket = delay_bucket_ms((eta - utc_now()).total_seconds() * 1000)
-        if bucket is None:
-            return "", queue
-        await self.declare_delay(bucket)
-        return delay_topology(bucket)[0].name, queue
-
-    def queue(self, name: str) -> Queue:
-        """The definition of queue ``name``: from ``App(queues=...)``, else the default."""
-        return self.queues.get(name) or Queue(name)
-
-    async def declare(self, queue: Queue) -> None:
-        """Declare a queue's exchange, the queue, its ``.dlq`` and the binding, once.
-
-        A queue that exists with other arguments (declared by a worker that knows its
-        definition) is used as it is, with a warning.
-        """
-        if queue.name in self._declared:
-            return
-        async with self._declaring:
-            if queue.name in self._declared:
-                return
-            exchange, (spec, dlq), binding = queue.topology()
-            await self.transport.declare_exchange(exchange)
-            try:
-                await self.transport.declare_queue(spec)
-            except PreconditionFailedError as exc:
-                log.warning(
-                    "queue %r exists with other arguments; using it as it is (give its "
-                    "definition in App(queues=[...]) to declare it alike): %s",
-                    queue.name,
-                    exc,
-                )
-                self._declared.add(queue.name)
-                return
-            await self.transport.declare_queue(dlq)
-            await self.transport.bind(binding)
-            self._declared.add(queue.name)
-
-    async def declare_chord(self, group_id: str) -> str:
-        """Declare the queue holding a chord's progress; returns its name."""
-        spec = chord_queue(group_id, self.chord_expires)
-        await self.transport.declare_queue(spec)
-        return spec.name
-
-    async def declare_delay(self, bucket_ms: int) -> None:
-        """Declare one delay bucket (see ``aioqueue.routing``), once."""
-        exchange, spec, binding = delay_topology(bucket_ms)
-        if spec.name in self._declared:
-            return
-        async with self._declaring:
-            await self.transport.declare_exchange(exchange)
-            await self.transport.declare_queue(spec)
-            await self.transport.bind(binding)
-            self._declared.add(spec.name)
 
 
 class _TaskDecorator:

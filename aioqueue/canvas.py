@@ -29,7 +29,8 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from .exceptions import ConfigurationError
 from .message import TaskMessage, new_id
 from .options import Options, build_message
-from .result import AsyncResult, GroupResult, ResultBackend
+from .result import AsyncResult, GroupResult
+from .results.base import ResultBackend
 
 __all__ = (
     "NOTHING",

@@ -8,14 +8,16 @@ import argparse
 import asyncio
 import gc
 import importlib
+import importlib.util
 import logging
 import os
 import platform
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from ._version import __version__
 from .app import App
@@ -52,11 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutdown_timeout=args.shutdown_timeout,
     )
     try:
-        _run(_serve(worker))
+        return _run(lambda: _serve(app, worker))
     except AioQueueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,34 +102,39 @@ def load_app(spec: str) -> App:
     return app
 
 
-async def _serve(worker: Worker) -> None:
+async def _serve(app: App, worker: Worker) -> int:
+    """Run ``worker`` until SIGINT/SIGTERM (0) or until it cannot consume a queue (1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with worker.app:
+    async with app:
         await worker.start()
-        print(banner(worker), flush=True)
+        print(banner(app, worker), flush=True)
         # What start-up created lives as long as the process: keep it out of every
         # full collection (tens of thousands of objects, scanned again and again).
         gc.freeze()
-        await stop.wait()
-        log.info("stopping: no new tasks, waiting for running ones")
-        # A second signal skips the wait.
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(worker.wait_failed())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        failed = waits[1].done() and not waits[1].cancelled()
+        if failed:
+            print(f"error: {waits[1].result()}; stopping", file=sys.stderr, flush=True)
+        else:
+            log.info("stopping: no new tasks, waiting for running ones")
+        # A second signal stops waiting for running tasks.
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, _cancel_current, asyncio.current_task())
+            loop.add_signal_handler(sig, worker.hurry)
         await worker.stop()
     log.info("worker stopped")
+    return 1 if failed else 0
 
 
-def _cancel_current(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-
-
-def banner(worker: Worker) -> str:
+def banner(app: App, worker: Worker) -> str:
     """The start-up banner: versions, broker (password masked), results, queues, tasks."""
-    app = worker.app
     rows = [
         ("aioqueue", f"{__version__} ({app.name}@{socket.gethostname()} pid {os.getpid()})"),
         ("aio-pika", _version("aio-pika")),
@@ -138,7 +144,7 @@ def banner(worker: Worker) -> str:
         *worker.describe(),
     ]
     # Celery's built-ins (celery.map, ...) are always there; list the app's own tasks.
-    tasks = sorted(n for n in app.tasks if not n.startswith("celery.")) or ["(none)"]
+    tasks = app.registry.user_tasks() or ["(none)"]
     rows += [("tasks" if i == 0 else "", name) for i, name in enumerate(tasks)]
     width = max(len(label) for label, _ in rows)
     lines = [f"  {label:<{width}}  {value}" for label, value in rows]
@@ -157,13 +163,14 @@ def _loop_name() -> str:
     return type(asyncio.get_running_loop()).__module__.split(".")[0] + " event loop"
 
 
-def _run(coro: object) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
-        return
-    uvloop.run(coro)  # type: ignore[arg-type]
+def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run ``main()`` in a new event loop: uvloop's when it is installed."""
+    loop_factory = None
+    if importlib.util.find_spec("uvloop") is not None:
+        # Imported by name: the type checker's answer must not depend on whether it is.
+        loop_factory = importlib.import_module("uvloop").new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())
 
 
 if __name__ == "__main__":

@@ -1,16 +1,55 @@
-"""Broker and result-backend URLs: parsing, validation and display.
+"""An app's settings, and broker and result-backend URLs: parsing, validation, display.
 
 Nothing here reads the environment; ``cli.py`` does that and passes values in.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from .exceptions import ConfigurationError
 
-__all__ = ("BrokerScheme", "amqp_url", "broker_scheme", "mask_url", "result_backend_scheme")
+__all__ = (
+    "AppConfig",
+    "BrokerScheme",
+    "amqp_url",
+    "broker_scheme",
+    "mask_url",
+    "result_backend_scheme",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppConfig:
+    """What an :class:`~aioqueue.App` was configured with, checked at construction.
+
+    :raises ConfigurationError: a value is out of range or a URL is unsupported.
+    """
+
+    name: str
+    broker_url: str | None  # None: the app was given a transport object
+    result_backend: str | None
+    default_queue: str
+    publish_timeout: float
+    chord_expires: float
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigurationError("an app needs a name")
+        if not self.default_queue:
+            raise ConfigurationError("default_queue must not be empty")
+        if self.publish_timeout <= 0:
+            raise ConfigurationError(
+                f"publish_timeout must be positive, got {self.publish_timeout}"
+            )
+        if self.chord_expires <= 0:
+            raise ConfigurationError(f"chord_expires must be positive, got {self.chord_expires}")
+        if self.broker_url is not None:
+            broker_scheme(self.broker_url)
+        result_backend_scheme(self.result_backend)
+
 
 BrokerScheme = Literal["amqp", "memory"]
 

@@ -8,6 +8,7 @@ Every error aioqueue raises derives from :class:`AioQueueError`::
     │   ├── BrokerConnectionError     (also ConnectionError) cannot reach / lost the broker
     │   ├── PreconditionFailedError   a declaration conflicts with what the broker has
     │   └── PublishError              a publish was not confirmed (nack, returned, closed)
+    │       └── PartialPublishError   some messages of a canvas were sent, others not
     ├── MessageError                  a message that cannot be processed (dead-lettered)
     │   ├── DecodeError               body is not valid for its content type
     │   ├── ContentTypeError          content type not accepted (pickle unless enabled, ...)
@@ -39,6 +40,7 @@ __all__ = (
     "EncodeError",
     "MalformedMessageError",
     "MessageError",
+    "PartialPublishError",
     "PreconditionFailedError",
     "PublishError",
     "ResultTimeoutError",
@@ -76,6 +78,24 @@ class PreconditionFailedError(BrokerError):
 
 class PublishError(BrokerError):
     """Raised when the broker did not confirm a publish (nack, unroutable, channel closed)."""
+
+
+class PartialPublishError(PublishError):
+    """Raised when a group (or chord header) was published only in part.
+
+    Every publish was awaited to its end before this is raised, so nothing is left in
+    flight: :attr:`sent` holds the ids of the task messages the broker confirmed,
+    :attr:`failed` the ids that were not sent, each with its error.
+    """
+
+    def __init__(self, sent: list[str], failed: dict[str, BrokerError]) -> None:
+        self.sent = sent
+        self.failed = failed
+        first = next(iter(failed.values()))
+        super().__init__(
+            f"{len(failed)} of {len(sent) + len(failed)} messages were not sent "
+            f"(first error: {first}); sent: {', '.join(sent) or 'none'}"
+        )
 
 
 class MessageError(AioQueueError):

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .exceptions import MalformedMessageError
 
@@ -108,6 +108,14 @@ class TaskMessage(BaseModel):
     extra_headers: dict[str, Any] = Field(default_factory=dict)
     reply_to: str | None = None
     priority: int | None = None
+
+    @field_validator("eta", "expires")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # A time without a zone is UTC, as Celery reads it with its default timezone.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
     def headers(self) -> dict[str, Any]:
         """The AMQP headers table: every protocol v2 key, then the user's extra headers."""

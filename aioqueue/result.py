@@ -1,7 +1,8 @@
-"""Promises for task outcomes: :class:`AsyncResult` and the :class:`ResultBackend` seam.
+"""Promises for task outcomes: :class:`AsyncResult` and :class:`GroupResult`.
 
 An :class:`AsyncResult` is awaitable: ``await result`` is ``await result.get()``. It
-reads states through a :class:`ResultBackend` (``results/rpc.py`` over the reply queue).
+reads states through a ``ResultBackend`` (``results/base.py``; ``results/rpc.py`` reads
+the reply queue).
 A remote failure is raised again as its own exception type when that type is allowed
 (:func:`rebuild_exception`), else as :class:`~aioqueue.exceptions.TaskError`; either way
 the remote traceback is attached as a note.
@@ -13,39 +14,18 @@ import asyncio
 import builtins
 import sys
 from collections.abc import Generator, Iterable
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from .exceptions import ResultTimeoutError, TaskError, TaskRevokedError
 from .message import ResultMessage, State
+from .results.base import ResultBackend
 
-__all__ = ("AsyncResult", "GroupResult", "ResultBackend", "rebuild_exception")
+__all__ = ("DEFAULT_EXCEPTION_MODULES", "AsyncResult", "GroupResult", "rebuild_exception")
 
 R = TypeVar("R")
 
 # Exception types from these modules are rebuilt on the caller by default.
 DEFAULT_EXCEPTION_MODULES = frozenset({"builtins", "asyncio.exceptions", "aioqueue.exceptions"})
-
-
-class ResultBackend(Protocol):
-    """Where task states arrive for the caller."""
-
-    def state(self, task_id: str) -> ResultMessage | None:
-        """The latest state seen for ``task_id``, without waiting."""
-        ...
-
-    async def wait(self, task_id: str, timeout: float | None) -> ResultMessage:
-        """Wait for the final state of ``task_id``.
-
-        :raises ResultTimeoutError: no final state within ``timeout`` seconds.
-        """
-        ...
-
-    def forget(self, task_id: str) -> None:
-        """Drop what is kept for ``task_id``."""
-
-    def rebuild(self, message: ResultMessage) -> BaseException:
-        """The exception to raise for a FAILURE or REVOKED state."""
-        ...
 
 
 class AsyncResult(Generic[R]):

@@ -1,91 +1,46 @@
-"""Queues, the topology each implies, and broker-side delays (all pure).
+"""Where a task message goes: send options -> a :class:`Route` (pure).
 
-A :class:`Queue` is consumed by workers and published to by clients. Its topology is
-Celery's: a durable direct exchange and a durable queue of the same name, bound with the
-queue's name as routing key, so Celery and aioqueue can share a broker. aioqueue adds a
-``<queue>.dlq`` for messages that cannot be processed.
+:func:`resolve` decides the exchange, the routing key, what must be declared before the
+publish (the target queue's topology, a delay bucket) and the delay; the broker layer
+(``aioqueue.broker``) declares and publishes. Nothing here does I/O.
 
-Delays (countdown, eta, retry backoff) live in the broker, never in a worker's memory:
-RabbitMQ would close a channel holding an unacked message past ``consumer_timeout``.
-A message that is not yet due goes to a delay bucket: a fanout exchange and a durable
-queue ``aioqueue.delay.<ms>`` whose ``x-message-ttl`` is ``<ms>`` and whose dead-letter
-exchange is the default one. The message keeps its routing key (the target queue), so
-when the TTL ends RabbitMQ dead-letters it straight back to its queue. One queue per
-bucket, because a per-message TTL only expires at the head of a queue. Buckets are
-powers of two; the largest bucket not longer than the remaining delay is chosen and a
-message that comes back early (its ``eta`` still ahead) takes the next smaller bucket,
+Delays: a message not yet due goes to a delay bucket (``aioqueue.topology``). Buckets
+are powers of two; the largest bucket not longer than the remaining delay is chosen and
+a message that comes back early (its ``eta`` still ahead) takes the next smaller bucket,
 so any delay is reached in at most ~32 hops with a handful of queues.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
-from .transport.base import Binding, ExchangeSpec, ExchangeType, QueueSpec
+from .options import Options
+from .topology import Queue, delay_topology
 
-__all__ = (
-    "CHORD_PREFIX",
-    "DELAY_PREFIX",
-    "Queue",
-    "chord_queue",
-    "delay_bucket_ms",
-    "delay_topology",
-    "dlq_name",
-)
+__all__ = ("MAX_DELAY_BUCKET_MS", "MIN_DELAY_MS", "Route", "delay_bucket_ms", "resolve")
 
-DELAY_PREFIX = "aioqueue.delay."
-CHORD_PREFIX = "aioqueue.chord."
 # A remainder below this is run at once: the hop would cost more than the wait.
 MIN_DELAY_MS = 5
 MAX_DELAY_BUCKET_MS = 2**31
 
 
-def dlq_name(queue: str) -> str:
-    """The dead-letter queue of ``queue``."""
-    return f"{queue}.dlq"
-
-
 @dataclass(frozen=True, slots=True)
-class Queue:
-    """A task queue and how it is reached.
+class Route:
+    """Where one message is published, and what must exist first.
 
-    :param name: the queue's name.
-    :param exchange: the exchange feeding it (default: one named like the queue).
-    :param exchange_type: ``direct``, ``topic``, ``fanout`` or ``headers``.
-    :param routing_key: the binding key (default: the queue's name).
-    :param arguments: extra queue arguments (``x-max-priority``, ``x-queue-type``, ...).
+    :param exchange: the exchange to publish to (``""``: the default exchange).
+    :param routing_key: the routing key.
+    :param queue: the queue whose topology must be declared (``None``: the caller
+        named an exchange of its own, which aioqueue does not declare).
+    :param delay_ms: the delay bucket the message waits in first, if it is not due.
     """
 
-    name: str
-    exchange: str | None = None
-    exchange_type: ExchangeType = "direct"
-    routing_key: str | None = None
-    arguments: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def exchange_name(self) -> str:
-        return self.exchange if self.exchange is not None else self.name
-
-    @property
-    def binding_key(self) -> str:
-        return self.routing_key if self.routing_key is not None else self.name
-
-    def topology(self) -> tuple[ExchangeSpec, tuple[QueueSpec, QueueSpec], Binding]:
-        """The exchange, the queue and its ``.dlq``, and the binding to declare.
-
-        A quorum queue dead-letters into its ``.dlq``: from RabbitMQ 4.0 a quorum queue
-        drops a message redelivered 20 times unless it has a dead-letter target.
-        """
-        arguments = dict(self.arguments)
-        if arguments.get("x-queue-type") == "quorum":
-            arguments.setdefault("x-dead-letter-exchange", "")
-            arguments.setdefault("x-dead-letter-routing-key", dlq_name(self.name))
-        return (
-            ExchangeSpec(self.exchange_name, self.exchange_type),
-            (QueueSpec(self.name, arguments=arguments), QueueSpec(dlq_name(self.name))),
-            Binding(self.name, self.exchange_name, self.binding_key),
-        )
+    exchange: str
+    routing_key: str
+    queue: Queue | None = None
+    delay_ms: int | None = None
 
 
 def delay_bucket_ms(remaining_ms: float) -> int | None:
@@ -100,17 +55,29 @@ def delay_bucket_ms(remaining_ms: float) -> int | None:
     return min(bucket, MAX_DELAY_BUCKET_MS)
 
 
-def delay_topology(bucket_ms: int) -> tuple[ExchangeSpec, QueueSpec, Binding]:
-    """The fanout exchange and TTL queue of one delay bucket (see the module docstring)."""
-    name = f"{DELAY_PREFIX}{bucket_ms}"
-    spec = QueueSpec(name, arguments={"x-message-ttl": bucket_ms, "x-dead-letter-exchange": ""})
-    return ExchangeSpec(name, "fanout"), spec, Binding(name, name)
+def resolve(
+    options: Options,
+    *,
+    default_queue: str,
+    queues: Mapping[str, Queue],
+    eta: datetime | None = None,
+    now: datetime | None = None,
+) -> Route:
+    """The route of a message sent with ``options`` (and due at ``eta``).
 
-
-def chord_queue(group_id: str, expires_s: float) -> QueueSpec:
-    """The queue holding a chord's progress (see ``aioqueue.worker.chord``).
-
-    RabbitMQ deletes it once unused for ``expires_s`` seconds, should a chord never
-    complete (its members were purged, say).
+    A per-call ``exchange`` is used as given, with ``routing_key`` (default: the queue
+    name); otherwise the message goes to its queue (``options.queue``, else
+    ``default_queue``) through the default exchange, or through the delay bucket when
+    it is not due yet. ``queues`` holds the definitions of named queues.
     """
-    return QueueSpec(f"{CHORD_PREFIX}{group_id}", arguments={"x-expires": int(expires_s * 1000)})
+    name = options.queue or default_queue
+    if options.exchange is not None:
+        return Route(options.exchange, options.routing_key or name)
+    queue = queues.get(name) or Queue(name)
+    bucket = None
+    if eta is not None:
+        assert now is not None, "an eta needs the current time"
+        bucket = delay_bucket_ms((eta - now).total_seconds() * 1000)
+    if bucket is None:
+        return Route("", name, queue)
+    return Route(delay_topology(bucket)[0].name, name, queue, bucket)

@@ -51,7 +51,7 @@ import uvloop
 from bench_tasks import QUEUE_ENV, URL_ENV, Bench, make
 
 from aioqueue import AioQueueError, App, Worker, chain, group
-from aioqueue.routing import dlq_name
+from aioqueue.topology import dlq_name
 
 HERE = Path(__file__).resolve().parent
 MB = 1024 * 1024

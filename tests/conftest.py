@@ -1,4 +1,5 @@
-"""Shared fixtures: the anyio backends, and a RabbitMQ vhost of our own per session.
+"""Shared fixtures: the anyio backends, a RabbitMQ vhost of our own per session, test
+queues, and worker subprocesses.
 
 AMQP tests skip when no broker answers on 127.0.0.1:5672, except with ``CI=true``,
 where they fail: CI must never pass by skipping the broker.
@@ -11,10 +12,15 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from aioqueue.topology import dlq_name
+from aioqueue.transport.amqp import AmqpTransport
+from tests.processes import WorkerProcesses
 
 AMQP_HOST = os.environ.get("AIOQUEUE_TEST_AMQP_HOST", "127.0.0.1")
 AMQP_PORT = int(os.environ.get("AIOQUEUE_TEST_AMQP_PORT", "5672"))
@@ -68,3 +74,28 @@ def amqp_url() -> Iterator[str]:
 def queue_name() -> str:
     """A queue name no other test uses."""
     return f"test.{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def amqp_queue(amqp_url: str, queue_name: str) -> AsyncIterator[str]:
+    """``queue_name``, whose topology (queue, ``.dlq``, exchange) is removed at teardown."""
+    yield queue_name
+    transport = AmqpTransport(amqp_url)
+    await transport.connect()
+    try:
+        for name in (queue_name, dlq_name(queue_name)):
+            await transport.delete_queue(name)
+        await transport.delete_exchange(queue_name)
+    finally:
+        await transport.aclose()
+
+
+@pytest.fixture
+async def worker_processes(tmp_path: Path) -> AsyncIterator[WorkerProcesses]:
+    """Starts worker subprocesses (``await worker_processes.start("module:app", ...)``);
+    those still running when the test ends are killed."""
+    processes = WorkerProcesses(tmp_path)
+    try:
+        yield processes
+    finally:
+        await processes.aclose()

@@ -6,7 +6,9 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-__all__ = ("eventually",)
+from aioqueue.transport.base import Delivery, Envelope, Transport
+
+__all__ = ("eventually", "receive")
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 20) -> None:
@@ -20,3 +22,25 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float
             if outcome if isinstance(outcome, bool) else await outcome:
                 return
             await anyio.sleep(0.01)
+
+
+async def receive(
+    transport: Transport, queue: str, count: int = 1, timeout: float = 20
+) -> list[Envelope]:
+    """The next ``count`` messages of ``queue``, acked, through the public transport API."""
+    got: list[Envelope] = []
+    enough = anyio.Event()
+
+    async def collect(delivery: Delivery) -> None:
+        got.append(delivery.envelope)
+        await delivery.ack()
+        if len(got) >= count:
+            enough.set()
+
+    consumer = await transport.consume(queue, collect, prefetch=count)
+    try:
+        with anyio.fail_after(timeout):
+            await enough.wait()
+    finally:
+        await consumer.close()
+    return got[:count]

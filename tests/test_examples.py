@@ -6,10 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
+
+from tests.processes import ONE_LOOP, WorkerProcesses
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 45
@@ -52,29 +55,17 @@ def test_tour_on_rabbitmq(amqp_url: str) -> None:
 
 
 @pytest.mark.amqp
-def test_service_and_publisher(amqp_url: str) -> None:
-    queue = f"test.examples.{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "AIOQUEUE_BROKER": amqp_url, "AIOQUEUE_QUEUE": queue}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "aioqueue.cli", "worker", "-A", "examples.multiply:app", "-c", "4"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+@pytest.mark.anyio
+@ONE_LOOP
+async def test_service_and_publisher(
+    amqp_url: str, amqp_queue: str, worker_processes: WorkerProcesses
+) -> None:
+    env = {"AIOQUEUE_BROKER": amqp_url, "AIOQUEUE_QUEUE": amqp_queue}
+    worker = await worker_processes.start("examples.multiply:app", "-c", "4", env=env)
+    assert "examples.multiply.multiply" in worker.banner, worker.banner
+    out = await anyio.to_thread.run_sync(
+        lambda: _run("-m", "examples.publisher", "6", "7", broker=amqp_url, queue=amqp_queue)
     )
-    try:
-        assert worker.stdout is not None
-        banner = [worker.stdout.readline() for _ in range(12)]
-        assert any("examples.multiply.multiply" in line for line in banner), banner
-        out = _run("-m", "examples.publisher", "6", "7", broker=amqp_url, queue=queue)
-        assert out.returncode == 0, out.stderr
-        assert "result: 42" in out.stdout
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=TIMEOUT) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-        if worker.stdout is not None:
-            worker.stdout.close()
+    assert out.returncode == 0, out.stderr
+    assert "result: 42" in out.stdout
+    assert await worker.stop(signal.SIGTERM, timeout=TIMEOUT) == 0, worker.stderr()

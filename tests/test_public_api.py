@@ -20,29 +20,38 @@ RANKS = {
     "aioqueue.message": 1,
     "aioqueue.serialization": 1,
     "aioqueue.config": 1,
-    "aioqueue.transport.base": 2,
-    "aioqueue.transport.memory": 3,
-    "aioqueue.transport.amqp": 3,
-    "aioqueue.transport": 4,
-    "aioqueue.testing": 4,
-    "aioqueue.routing": 5,
-    "aioqueue.options": 5,
-    "aioqueue.result": 6,
+    "aioqueue.options": 2,
+    "aioqueue.transport.base": 3,
+    "aioqueue.transport.memory": 4,
+    "aioqueue.transport.amqp": 4,
+    "aioqueue.transport": 5,
+    "aioqueue.testing": 5,
+    "aioqueue.topology": 6,
+    "aioqueue.routing": 7,
     "aioqueue.results": 7,
-    "aioqueue.results.rpc": 7,
-    "aioqueue.results.disabled": 7,
-    "aioqueue.canvas": 8,
-    "aioqueue.task": 9,
-    "aioqueue.builtins": 10,
-    "aioqueue.app": 11,
-    "aioqueue.worker.execute": 12,
-    "aioqueue.worker.completion": 13,
-    "aioqueue.worker.chord": 13,
-    "aioqueue.worker.consumer": 14,
-    "aioqueue.worker": 15,
-    "aioqueue.cli": 16,
-    "aioqueue": 17,
+    "aioqueue.results.base": 8,
+    "aioqueue.result": 9,
+    "aioqueue.results.disabled": 10,
+    "aioqueue.canvas": 10,
+    "aioqueue.task": 11,
+    "aioqueue.registry": 12,
+    "aioqueue.builtins": 12,
+    "aioqueue.broker": 13,
+    "aioqueue.results.rpc": 13,
+    "aioqueue.worker.limits": 14,
+    "aioqueue.worker.retry": 14,
+    "aioqueue.worker.execute": 15,
+    "aioqueue.worker.completion": 16,
+    "aioqueue.worker.chord": 16,
+    "aioqueue.worker.consumer": 17,
+    "aioqueue.worker": 18,
+    "aioqueue.app": 19,
+    "aioqueue.cli": 20,
+    "aioqueue": 21,
 }
+
+# The runtimes (and what they are made of) never see the composition root.
+RUNTIMES = ("aioqueue.worker",)
 
 
 def _modules() -> list[str]:
@@ -59,10 +68,17 @@ def test_every_module_has_a_rank() -> None:
 def _imports(name: str) -> set[str]:
     module = importlib.import_module(name)
     assert module.__file__ is not None
-    tree = ast.parse(Path(module.__file__).read_text())
-    package = name if module.__file__.endswith("__init__.py") else name.rpartition(".")[0]
+    return _imports_of_source(
+        name, Path(module.__file__).read_text(), module.__file__.endswith("__init__.py")
+    )
+
+
+def _imports_of_source(name: str, source: str, is_package: bool = False) -> set[str]:
+    tree = ast.parse(source)
+    package = name if is_package else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in tree.body:  # module level only: TYPE_CHECKING blocks are skipped
+    # Every import: module level, TYPE_CHECKING blocks and inside functions alike.
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
@@ -83,6 +99,33 @@ def _imports(name: str) -> set[str]:
 def test_imports_point_down(name: str) -> None:
     for target in _imports(name):
         assert RANKS[target] < RANKS[name], f"{name} imports {target}"
+
+
+def test_the_walk_sees_imports_inside_functions_and_type_checking_blocks() -> None:
+    # The layer test is only as good as its walk: it must see every kind of import.
+    assert "aioqueue.app" in _imports_of_source(
+        "aioqueue.worker.consumer",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..app import App\n",
+    )
+    assert "aioqueue.app" in _imports_of_source(
+        "aioqueue.worker.consumer", "def f():\n    from aioqueue.app import App\n"
+    )
+
+
+@pytest.mark.parametrize("name", [n for n in RANKS if n.startswith(RUNTIMES)])
+def test_runtimes_do_not_depend_on_the_app(name: str) -> None:
+    assert "aioqueue.app" not in _closure(name), f"{name} reaches the app"
+
+
+def _closure(name: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        for target in _imports(todo.pop()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
 
 
 def test_all_lists_exactly_the_public_names() -> None:

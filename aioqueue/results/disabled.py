@@ -17,6 +17,17 @@ class DisabledBackend:
     def __init__(self, exception_modules: Callable[[], Iterable[str]]) -> None:
         self._exception_modules = exception_modules
 
+    @property
+    def reply_to(self) -> None:
+        """Task messages name no reply queue: nobody receives their results."""
+        return None
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
     def state(self, task_id: str) -> ResultMessage | None:
         return None
 

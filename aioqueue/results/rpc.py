@@ -5,15 +5,20 @@ Every task message this client sends carries ``reply_to`` = the reply queue and
 durable with ``x-expires`` rather than exclusive, so states published while this client
 is reconnecting wait for it; RabbitMQ deletes the queue once the client has been gone
 for ``reply_queue_expires`` seconds, and :meth:`RpcBackend.aclose` deletes it at once.
+A backend opened again after :meth:`RpcBackend.aclose` (a second ``async with app``,
+another event loop) starts a new reply queue.
 
 Waiters are futures keyed by task id; :meth:`RpcBackend.aclose` fails the pending ones,
-so no caller hangs on a closed client.
+so no caller hangs on a closed client. States nobody has asked for yet are kept for
+``unclaimed_ttl`` seconds and at most ``max_unclaimed`` of them, so a client that sends
+without ever reading results does not grow without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -24,7 +29,8 @@ from ..exceptions import AioQueueError, BrokerConnectionError, MessageError, Res
 from ..message import ResultMessage
 from ..result import rebuild_exception
 from ..serialization import Codec
-from ..transport.base import Consumer, Delivery, QueueSpec, Transport
+from ..topology import reply_queue
+from ..transport.base import Consumer, Delivery, Transport
 
 __all__ = ("RpcBackend",)
 
@@ -37,8 +43,9 @@ class RpcBackend:
     :param transport: the connected transport to consume from.
     :param codec: decodes result bodies.
     :param exception_modules: modules whose exception types are rebuilt on failure.
-    :param max_unclaimed: final states kept for results nobody has asked for yet;
-        beyond it the oldest are dropped (with a warning).
+    :param max_unclaimed: states kept for results nobody has asked for yet; beyond it
+        the oldest are dropped (with a warning).
+    :param unclaimed_ttl: seconds such a state is kept; older ones are dropped.
     :param reply_queue_expires: seconds RabbitMQ keeps the queue after this client left.
     """
 
@@ -49,33 +56,45 @@ class RpcBackend:
         *,
         exception_modules: Callable[[], Iterable[str]],
         max_unclaimed: int = 100_000,
+        unclaimed_ttl: float = 3_600.0,
         reply_queue_expires: float = 600.0,
     ) -> None:
-        self.reply_to = f"aioqueue.reply.{uuid.uuid4()}"
         self._transport = transport
         self._codec = codec
         self._exception_modules = exception_modules
         self._max_unclaimed = max_unclaimed
-        self._expires_ms = int(reply_queue_expires * 1000)
-        self._states: OrderedDict[str, ResultMessage] = OrderedDict()
+        self._unclaimed_ttl = unclaimed_ttl
+        self._expires = reply_queue_expires
+        self._spec = reply_queue(str(uuid.uuid4()), reply_queue_expires)
+        # task id -> (monotonic time it arrived, state), oldest first.
+        self._states: OrderedDict[str, tuple[float, ResultMessage]] = OrderedDict()
         # One future per waiting caller, so that one timing out or being cancelled
         # leaves the others alone.
         self._waiters: dict[str, list[asyncio.Future[ResultMessage]]] = {}
         self._consumer: Consumer | None = None
-        self._starting: asyncio.Lock = asyncio.Lock()
+        # Created inside the running loop: the backend may be opened again in another.
+        self._starting: asyncio.Lock | None = None
         self._closed = False
+
+    @property
+    def reply_to(self) -> str:
+        """The reply queue task messages name."""
+        return self._spec.name
 
     async def start(self) -> None:
         """Declare the reply queue and start consuming it (idempotent)."""
         if self._consumer is not None:
             return
+        if self._starting is None:
+            self._starting = asyncio.Lock()
         async with self._starting:
             if self._consumer is not None:
                 return
             if self._closed:
-                raise BrokerConnectionError("result backend is closed")
-            spec = QueueSpec(self.reply_to, arguments={"x-expires": self._expires_ms})
-            await self._transport.declare_queue(spec)
+                # Opened again: a new queue, so nothing meant for the last one is mixed in.
+                self._spec = reply_queue(str(uuid.uuid4()), self._expires)
+                self._closed = False
+            await self._transport.declare_queue(self._spec)
             self._consumer = await self._transport.consume(
                 self.reply_to, self._on_delivery, prefetch=1000, no_ack=True
             )
@@ -83,24 +102,27 @@ class RpcBackend:
     async def aclose(self) -> None:
         """Stop consuming, delete the reply queue and fail every pending waiter."""
         self._closed = True
+        self._starting = None
         consumer, self._consumer = self._consumer, None
         for futures in self._waiters.values():
             for future in futures:
                 if not future.done():
                     future.set_exception(BrokerConnectionError("the app was closed"))
         self._waiters.clear()
+        self._states.clear()
         if consumer is not None:
             try:
-                await consumer.cancel()
+                await consumer.close()
                 await self._transport.delete_queue(self.reply_to)
             except AioQueueError as exc:
                 log.debug("reply queue cleanup: %s", exc)
 
     def state(self, task_id: str) -> ResultMessage | None:
-        return self._states.get(task_id)
+        kept = self._states.get(task_id)
+        return kept[1] if kept is not None else None
 
     async def wait(self, task_id: str, timeout: float | None) -> ResultMessage:
-        seen = self._states.get(task_id)
+        seen = self.state(task_id)
         if seen is not None and seen.status.ready:
             return seen
         if self._closed:
@@ -149,11 +171,26 @@ class RpcBackend:
             raise MessageError(f"not a result message: {exc.errors()[0]['msg']}") from None
         # Every state is kept until the caller reads it (AsyncResult.get forgets it):
         # the final one may arrive before anybody waits, or after a waiter timed out.
-        self._states[message.task_id] = message
+        now = time.monotonic()
+        self._states[message.task_id] = (now, message)
+        self._states.move_to_end(message.task_id)
         if message.status.ready:
             for future in self._waiters.pop(message.task_id, ()):
                 if not future.done():
                     future.set_result(message)
-        while len(self._states) > self._max_unclaimed:
-            dropped, _ = self._states.popitem(last=False)
+        self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        states = self._states
+        while len(states) > self._max_unclaimed:
+            dropped, _ = states.popitem(last=False)
             log.warning("dropping unclaimed result of task %s (max_unclaimed reached)", dropped)
+        # Oldest first: stop at the first one still young enough.
+        while states:
+            task_id, (arrived, _) = next(iter(states.items()))
+            if now - arrived < self._unclaimed_ttl:
+                break
+            del states[task_id]
+            log.warning(
+                "dropping unclaimed result of task %s (older than %g s)", task_id, now - arrived
+            )

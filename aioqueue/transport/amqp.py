@@ -152,12 +152,21 @@ def _map_errors(action: str, *args: object) -> Iterator[None]:
         raise error from exc
 
 
-def _close_reason(channel: Channel) -> BaseException | None:
-    """Why a closed channel closed (the broker's refusal), or None."""
+async def _close_reason(channel: Channel) -> BaseException | None:
+    """Why a failing channel closed (the broker's refusal), or None.
+
+    aiormq refuses further calls as soon as the broker's Channel.Close arrives, a little
+    before the channel counts as closed: wait for that, briefly.
+    """
+    closing = channel.closing
+    try:
+        await asyncio.wait((closing,), timeout=_CLOSE_TIMEOUT)
+    finally:
+        closing.cancel()
     if not channel.is_closed:
         return None
-    closing = channel.closing
-    return None if closing.cancelled() else closing.exception()
+    closed = channel.closing
+    return None if closed.cancelled() else closed.exception()
 
 
 async def _open_channel(connection: Connection, action: str, **options: Any) -> Channel:
@@ -316,9 +325,9 @@ def _envelope(message: aiormq.abc.DeliveredMessage) -> Envelope:
 class _Lease:
     """An exclusive queue declared on a channel of its own.
 
-    The channel also consumes the queue, so that the broker's ``basic.cancel`` tells when
-    someone deleted it. The lease is lost when the channel closes, which it does with the
-    connection.
+    The lease is lost when the channel closes, which it does with the connection. A
+    watched lease also consumes its queue, so that the broker's ``basic.cancel`` tells
+    when someone deleted it; short-lived locks (batches, state reads) skip that.
     """
 
     def __init__(self, transport: AmqpTransport, name: str, queue: str, channel: Channel) -> None:
@@ -329,6 +338,7 @@ class _Lease:
         self._tag = f"aioqueue.lease.{uuid.uuid4().hex}"
         self._lost = asyncio.Event()
         self._releasing = False
+        self._watched = False
         transport._holders[queue] = self
         channel.closing.add_done_callback(lambda _: self._lose())
         channel.on_consumer_cancel_callbacks.add(self._on_cancel)
@@ -350,6 +360,7 @@ class _Lease:
             return None
 
         await self._channel.basic_consume(self._queue, ignore, no_ack=True, consumer_tag=self._tag)
+        self._watched = True
 
     async def release(self) -> None:
         if self._lost.is_set() or self._releasing:
@@ -358,6 +369,9 @@ class _Lease:
         try:
             if not self._channel.is_closed:
                 async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    if self._watched:
+                        # Else the delete below comes back as a cancel, logged as a loss.
+                        await self._channel.basic_cancel(self._tag, nowait=True)
                     # Deleted before it counts as free here: a caller on this connection
                     # could otherwise declare the same queue and lose it to this delete.
                     await self._channel.queue_delete(self._queue)
@@ -405,9 +419,11 @@ class _Batch:
         self._lease = lease
         self._channel = channel
         self._taken = taken
+        self._done = False
         self.envelopes = [_envelope(m) for m in taken]
 
     async def commit(self, publishes: list[Publish]) -> None:
+        self._finish()
         try:
             for exchange in sorted({p.exchange for p in publishes if p.exchange}):
                 try:
@@ -418,7 +434,7 @@ class _Batch:
                 try:
                     await self._transact(publishes)
                 except _CHANNEL_FAILURES as exc:
-                    reason = _close_reason(self._channel)
+                    reason = await _close_reason(self._channel)
                     if isinstance(reason, aiormq.exceptions.ChannelNotFoundEntity):
                         raise PublishError(
                             f"commit batch: {reason}; nothing was published"
@@ -443,8 +459,14 @@ class _Batch:
         await self._channel.tx_commit()
 
     async def release(self) -> None:
+        self._finish()
         # Closing the channel returns every unacked message to the queue.
         await self._close()
+
+    def _finish(self) -> None:
+        if self._done:
+            raise BrokerError("batch already committed or released")
+        self._done = True
 
     async def _close(self) -> None:
         try:
@@ -577,7 +599,7 @@ class _Consumer:
             elif lost_connection:
                 why = "the connection was lost"
             else:
-                why = f"its channel closed ({_close_reason(channel)!r})"
+                why = f"its channel closed ({await _close_reason(channel)!r})"
             log.warning("consumer of %r stopped: %s; consuming again", self._queue, why)
             error = await self._resubscribe(declare=lost_connection)
             if error is not None:
@@ -959,6 +981,7 @@ class AmqpTransport:
         self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
     ) -> None:
         # Straight to aiormq: a wrapper per message costs more than the rest of a publish.
+        self._loop_state()
         properties = _properties(envelope)
         deadline = asyncio.timeout(self.publish_timeout)
         try:
@@ -1072,20 +1095,20 @@ class AmqpTransport:
     # -- leases and batches ------------------------------------------------------------
 
     async def acquire_lease(self, name: str) -> _Lease | None:
-        return await self._lock(lease_queue_name(name), name)
+        return await self._lock(lease_queue_name(name), name, watch=True)
 
-    async def _lock(self, queue: str, name: str) -> _Lease | None:
+    async def _lock(self, queue: str, name: str, *, watch: bool = False) -> _Lease | None:
         self._loop_state()
         if queue in self._holders:
             return None
         self._holders[queue] = None
         try:
-            return await self._take_lock(queue, name)
+            return await self._take_lock(queue, name, watch=watch)
         finally:
             if self._holders.get(queue, False) is None:
                 del self._holders[queue]
 
-    async def _take_lock(self, queue: str, name: str) -> _Lease | None:
+    async def _take_lock(self, queue: str, name: str, *, watch: bool) -> _Lease | None:
         action = f"take lease {name!r}"
         deadline = asyncio.timeout(self.publish_timeout)
         try:
@@ -1104,12 +1127,13 @@ class AmqpTransport:
         except BaseException:
             await _close_quietly(channel)
             raise
-        try:
-            with _map_errors(action):
-                await lease.watch()
-        except BaseException:
-            await lease.release()
-            raise
+        if watch:
+            try:
+                with _map_errors(action):
+                    await lease.watch()
+            except BaseException:
+                await lease.release()
+                raise
         return lease
 
     async def take_all(self, queue: str, *, min_count: int) -> _Batch | None:

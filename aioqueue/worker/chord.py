@@ -1,4 +1,4 @@
-"""Chords on RabbitMQ alone: how the body fires exactly once.
+"""Chords on RabbitMQ alone: how the body runs once.
 
 A chord's progress lives in one durable queue, ``aioqueue.chord.<group id>``, declared
 by the client before it publishes the header (and again by workers, so chords sent by
@@ -8,57 +8,79 @@ member's own message:
 
 1. publishes a *part* to the chord queue: ``{"index", "task_id", "status", "result",
    "traceback"}``, persistent and confirmed;
-2. takes the whole queue under an exclusive lock (``Transport.take_all``: an exclusive
-   ``<queue>.lock`` queue, which only one connection can hold and which RabbitMQ drops
-   with the connection that held it), and decides with :func:`decide`:
+2. takes the whole queue under an exclusive lock (``Transport.take_all``: a lock only
+   one connection can hold, which RabbitMQ drops with the connection that held it), and
+   decides with :func:`decide`:
 
    - every index ``0..size-1`` present -> publish the body with the results in index
-     order, publish a *fired* marker into the chord queue, and remove the parts, all
-     in one AMQP transaction (``Batch.commit``);
-   - a FAILURE (or REVOKED) part -> the same, but instead of the body the chord's promise (and what
-     was chained after it) gets that failure;
+     order (confirmed), then, in one AMQP transaction on the chord queue alone, publish
+     a *fired* marker and remove the parts (``Batch.commit``);
+   - a FAILURE (or REVOKED) part -> the same, but instead of the body the chord's
+     promise (and what was chained after it) gets that failure;
    - otherwise, or a fired marker is there -> put everything back and stop.
 
-Why exactly once: passes are serialised by the lock, and each member's pass starts
+Why the body runs once. Passes are serialised by the lock, and each member's pass starts
 after its own part is confirmed, so the pass of whichever member finishes last sees
-every part. Only a committed transaction fires, and it also records the fired marker
-and removes the parts atomically, so a later pass (a redelivered member re-running)
-sees the marker and fires nothing. A worker killed mid-pass had committed nothing: its
-channel closes, RabbitMQ returns the taken parts and drops the lock, and the next pass
-redoes the work. A member that is redelivered publishes its part again; parts are keyed
-by index, so the duplicate counts once. When a member cannot take the lock (another
-pass runs), it retries until it has made its own pass.
+every part. A later pass (a member redelivered and run again) sees the fired marker and
+fires nothing. The marker and the removal of the parts commit together because they
+touch one queue; the body's publish cannot join them (RabbitMQ transactions are not
+atomic across queues, least of all in a broker crash), so it comes first: a pass that
+dies after publishing the body and before its commit (worker killed, broker crashed)
+leaves the parts in place, the member's message unacked, and the member's next run
+fires the body again, with the same task id, frozen in the canvas. The copies are
+told apart where they run: each fired message carries the ``x-aioqueue-chord`` header,
+and the worker that receives one takes a lease on its task id (a second copy arriving
+meanwhile waits in a delay bucket), runs it only if the chord queue holds no *ran*
+record for that id, and publishes that record before it acks. What remains is the
+at-least-once of every task: a worker that dies after the body finished but before
+the record runs it again. A member that is redelivered publishes its part again;
+parts are keyed by index, so the duplicate counts once. When a member cannot take the
+lock (another pass runs), it retries for up to ``LOCK_WAIT_SECONDS`` and then fails
+the attempt (the worker retries it, then dead-letters the member).
 
-A decided chord (fired or failed) keeps its queue, holding only the marker, for the
-members still running or redelivered later: were it deleted, the parts of members
-redelivered after the firing (their worker died before acking them) would start it
-again. RabbitMQ's ``x-expires`` (``App(chord_expires=...)``) removes it, as it removes
-the queue of a chord that never completes.
+A decided chord (fired or failed) keeps its queue, holding only its markers, for the
+members still running or redelivered later and for copies of the body: were it
+deleted, the parts of members redelivered after the firing would start it again.
+RabbitMQ's ``x-expires`` (``App(chord_expires=...)``) removes it, as it removes the
+queue of a chord that never completes; a copy of the body arriving after that runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from ..broker import Broker
 from ..canvas import Step, plan
-from ..exceptions import MalformedMessageError
+from ..exceptions import BrokerError, MalformedMessageError
 from ..message import ResultMessage, State, TaskMessage, utc_now
-from ..transport.base import Envelope, Publish
+from ..transport.base import Batch, Envelope, Publish
 from . import execute
 
-if TYPE_CHECKING:
-    from ..app import App
+__all__ = (
+    "CHORD_HEADER",
+    "Decision",
+    "body_ran",
+    "decide",
+    "fired_by",
+    "mark_body_ran",
+    "record_part",
+)
 
-__all__ = ("Decision", "decide", "record_part")
+#: The header a message published by a chord's firing carries: the chord's group id.
+CHORD_HEADER = "x-aioqueue-chord"
 
 log = logging.getLogger("aioqueue.chord")
 
 # How long to wait before asking for the lock again while another pass runs.
 _RETRY_DELAY = 0.01
 _RETRY_DELAY_MAX = 0.2
+# A pass holds the lock for a few round trips; one that waits this long meets a holder
+# that is stuck, and gives up (the worker retries the part, then dead-letters it).
+LOCK_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +93,10 @@ class Decision:
 
 
 def decide(parts: list[dict[str, Any]], size: int) -> Decision:
-    """Decide from the parts in a chord queue (pure)."""
+    """Decide from the parts in a chord queue (pure); other records are ignored."""
     if any(p.get("fired") for p in parts):
         return Decision("done")
+    parts = [p for p in parts if "index" in p]
     failures = [p for p in parts if p.get("status") != State.SUCCESS]
     if failures:
         return Decision("fail", failure=min(failures, key=lambda p: p["index"]))
@@ -94,7 +117,7 @@ def part_body(message: TaskMessage, state: ResultMessage) -> dict[str, Any]:
     }
 
 
-async def record_part(app: App, message: TaskMessage, state: ResultMessage) -> None:
+async def record_part(broker: Broker, message: TaskMessage, state: ResultMessage) -> None:
     """Record a finished header member and, if the chord is decided, act on it once."""
     body = message.chord or {}
     options = body.get("options") or {}
@@ -105,26 +128,24 @@ async def record_part(app: App, message: TaskMessage, state: ResultMessage) -> N
             f"task {message.task!r}: embed.chord needs a group id, group_index and "
             "options.chord_size (chords from Celery clients need a chord_size)"
         )
-    queue = await app.declare_chord(group_id)
-    part = Envelope(body=app.codec.encode(part_body(message, state)))
-    await app.transport.publish(part, routing_key=queue, mandatory=True)
+    codec = broker.codec
+    queue = await broker.declare_chord(group_id)
+    part = Envelope(body=codec.encode(part_body(message, state)))
+    await broker.send(part, queue, mandatory=True)
     min_count = size if state.status is State.SUCCESS else 1
-    delay = _RETRY_DELAY
-    while (batch := await app.transport.take_all(queue, min_count=min_count)) is None:
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, _RETRY_DELAY_MAX)
+    batch = await _take(broker, queue, min_count)
     try:
-        parts = [app.codec.decode(e.body, e.content_type) for e in batch.envelopes]
+        parts = [codec.decode(e.body, e.content_type) for e in batch.envelopes]
         decision = decide(parts, size) if parts else Decision("wait")
         if decision.action in ("wait", "done"):
             await batch.release()
             return
-        publishes = await _publishes(app, message, body, decision)
+        await _act(broker, message, body, decision, group_id)
     except BaseException:
         await batch.release()
         raise
-    marker = Envelope(body=app.codec.encode({"fired": True}))
-    await batch.commit([*publishes, Publish(marker, routing_key=queue)])
+    marker = Envelope(body=codec.encode({"fired": True}))
+    await batch.commit([Publish(marker, routing_key=queue)])
     if decision.action == "fail":
         # Members still running will record parts; the marker tells them it is over.
         log.info("chord %s failed (member %s)", group_id, (decision.failure or {}).get("index"))
@@ -134,16 +155,28 @@ async def record_part(app: App, message: TaskMessage, state: ResultMessage) -> N
     log.debug("chord %s fired", group_id)
 
 
-async def _publishes(
-    app: App, last: TaskMessage, body: dict[str, Any], decision: Decision
-) -> list[Publish]:
+async def _take(broker: Broker, queue: str, min_count: int) -> Batch:
+    delay = _RETRY_DELAY
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while (batch := await broker.transport.take_all(queue, min_count=min_count)) is None:
+        if time.monotonic() > deadline:
+            raise BrokerError(f"{queue}: its lock stayed taken for {LOCK_WAIT_SECONDS:g} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _RETRY_DELAY_MAX)
+    return batch
+
+
+async def _act(
+    broker: Broker, last: TaskMessage, body: dict[str, Any], decision: Decision, group_id: str
+) -> None:
+    """Publish what a decided chord sets off (confirmed), before its marker commits."""
     if decision.action == "fire":
         step = Step(decision.results, parent_id=last.id, root_id=last.root_id)
-        out = []
         for outgoing in plan(body, step).messages:
-            target = await app.route(outgoing.options, outgoing.message.eta)
-            out.append(Publish(app.envelope(outgoing.message), *target))
-        return out
+            headers = {**outgoing.message.extra_headers, CHORD_HEADER: group_id}
+            message = outgoing.message.model_copy(update={"extra_headers": headers})
+            await broker.publish_task(message, outgoing.options)
+        return
     failure = decision.failure or {}
     state = ResultMessage(
         task_id=str(body.get("options", {}).get("task_id")),
@@ -152,4 +185,28 @@ async def _publishes(
         traceback=failure.get("traceback"),
         date_done=utc_now(),
     )
-    return execute.failure_fanout(app.codec, body, state)
+    for p in execute.failure_fanout(broker.codec, body, state):
+        await broker.send(p.envelope, p.routing_key)
+
+
+def fired_by(message: TaskMessage) -> str | None:
+    """The group id of the chord whose firing published ``message``, if one did."""
+    group_id = message.extra_headers.get(CHORD_HEADER)
+    return group_id if isinstance(group_id, str) else None
+
+
+async def body_ran(broker: Broker, group_id: str, task_id: str) -> bool:
+    """Whether the chord queue records that ``task_id`` (fired by it) already ran."""
+    queue = await broker.declare_chord(group_id)
+    batch = await _take(broker, queue, 0)
+    try:
+        records = [broker.codec.decode(e.body, e.content_type) for e in batch.envelopes]
+    finally:
+        await batch.release()
+    return any(isinstance(r, dict) and r.get("ran") == task_id for r in records)
+
+
+async def mark_body_ran(broker: Broker, group_id: str, task_id: str) -> None:
+    """Record in the chord queue that ``task_id`` ran (confirmed)."""
+    queue = await broker.declare_chord(group_id)
+    await broker.send(Envelope(body=broker.codec.encode({"ran": task_id})), queue, mandatory=True)

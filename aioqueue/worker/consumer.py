@@ -3,78 +3,119 @@
 For every delivery, in this order: decode and check it (bad input is dead-lettered to
 ``<queue>.dlq`` and, when the message names a ``reply_to``, the caller gets a FAILURE
 instead of waiting forever); move it to a delay bucket if it is not due yet; run the
-task; publish its state and wait for the broker's confirm; only then ack. A worker that
-dies before the ack loses nothing: the broker redelivers the message.
+task; publish its outcome (its state, what follows it in a workflow) and wait for the
+broker's confirms; only then ack. A worker that dies before the ack loses nothing: the
+broker redelivers the message.
 
+Every delivery ends in a defined outcome:
+
+- acked, once its outcome is confirmed;
+- returned to its queue (rejected with requeue) when the connection went or the broker
+  did not confirm in time: it runs again, here or elsewhere;
+- dead-lettered with the reason when it is bad input, or when its outcome could not be
+  published on a healthy connection after the retries of ``outcome_backoff`` (a link to
+  a missing exchange, a refused chord commit); the promises waiting further down the
+  workflow are told it failed.
+
+The worker depends on the broker layer and the task registry only, never on the app.
 Concurrency is the number of tasks in flight; each queue's prefetch follows it so the
 broker never hands this worker more than it can start. Stopping cancels the consumers
-first, lets running tasks finish within ``shutdown_timeout``, then cancels the rest,
-whose messages go back to the queue unacked.
+first, lets running tasks finish within ``shutdown_timeout``, cancels the rest, then
+closes the consumers' channels, so whatever is still unacked returns to its queue.
+A consumer the broker stops (its queue deleted) or that cannot resume after a
+reconnection makes :meth:`Worker.wait_failed` return: a worker that consumes nothing
+must not look alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-import anyio
-
-from ..exceptions import AioQueueError, BrokerError, EncodeError, MessageError
+from ..broker import Broker
+from ..exceptions import (
+    AioQueueError,
+    BrokerConnectionError,
+    BrokerError,
+    EncodeError,
+    MessageError,
+    PartialPublishError,
+    PublishError,
+)
 from ..message import ResultMessage, TaskMessage, utc_now
-from ..routing import Queue, delay_topology, dlq_name
-from ..transport.base import Consumer, Delivery, Envelope
-from . import execute
-from .chord import record_part
-from .completion import followups
-
-if TYPE_CHECKING:
-    from ..app import App
+from ..registry import Registry
+from ..routing import Route
+from ..task import Task
+from ..topology import CHORD_PREFIX, Queue, delay_topology, dlq_name
+from ..transport.base import Consumer, Delivery, Envelope, Publish
+from . import chord, execute
+from .completion import Followups, followups
+from .limits import ThreadSlots
+from .retry import Backoff
 
 __all__ = ("Worker",)
 
 log = logging.getLogger("aioqueue.worker")
 
+_OUTCOME_BACKOFF = Backoff()
+# How long a copy of a chord-fired message waits while another copy runs.
+_COPY_RECHECK_MS = 1024
+
 
 class Worker:
-    """Runs an app's tasks from one or more queues.
+    """Runs registered tasks from one or more queues.
 
-    :param app: the app whose tasks run here.
-    :param queues: queue names or :class:`~aioqueue.routing.Queue` objects
-        (default: the app's default queue).
-    :param concurrency: tasks in flight at once (sync tasks share a thread limiter of
-        the same size).
+    Usually made by ``app.worker(...)``; use it as ``async with worker:``.
+
+    :param broker: the broker layer it consumes from and publishes through.
+    :param registry: the tasks it can run.
+    :param queues: queue names or :class:`~aioqueue.Queue` objects (default: the
+        broker's default queue).
+    :param concurrency: tasks in flight at once; sync tasks run in a pool of as many
+        threads (a sync task past its time limit keeps its thread until it returns).
     :param prefetch: unacked messages per queue (default: ``concurrency``).
     :param shutdown_timeout: seconds running tasks may take to finish when stopping.
+    :param outcome_backoff: how often publishing a task's outcome is retried on a
+        healthy connection before the message is dead-lettered.
     """
 
     def __init__(
         self,
-        app: App,
+        broker: Broker,
+        registry: Registry,
         *,
         queues: Iterable[str | Queue] | None = None,
         concurrency: int = 100,
         prefetch: int | None = None,
         shutdown_timeout: float = 30.0,
+        outcome_backoff: Backoff = _OUTCOME_BACKOFF,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.app = app
-        names = list(queues) if queues is not None else [app.default_queue]
-        self.queues = [q if isinstance(q, Queue) else app.queue(q) for q in names]
+        self.broker = broker
+        self.registry = registry
+        names = list(queues) if queues is not None else [broker.default_queue]
+        self.queues = [q if isinstance(q, Queue) else broker.queue(q) for q in names]
         self.concurrency = concurrency
         self.prefetch = prefetch or concurrency
         self.shutdown_timeout = shutdown_timeout
+        self.outcome_backoff = outcome_backoff
         self.processed = 0
-        self._slots = asyncio.Semaphore(concurrency)
-        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._by_name = {q.name: q for q in self.queues}
+        self._threads = ThreadSlots(concurrency)
         self._consumers: list[Consumer] = []
+        self._watchers: set[asyncio.Task[None]] = set()
         self._running: set[asyncio.Task[Any]] = set()
+        self._failure: BrokerError | None = None
+        # Made in start(), inside the loop the worker runs in.
+        self._slots = asyncio.Semaphore(concurrency)
         self._idle = asyncio.Event()
-        self._idle.set()
+        self._hurry = asyncio.Event()
+        self._failed = asyncio.Event()
         self._stopped = asyncio.Event()
 
     async def __aenter__(self) -> Self:
@@ -89,20 +130,61 @@ class Worker:
     ) -> None:
         await self.stop()
 
+    @property
+    def threads_busy(self) -> int:
+        """Threads running sync task functions now (those past their time limit too)."""
+        return self._threads.busy
+
     async def start(self) -> None:
-        """Connect, declare each queue's topology (with its ``.dlq``) and start consuming."""
-        await self.app.connect()
+        """Connect, declare each queue's topology (with its ``.dlq``) and start consuming.
+
+        :raises BrokerError: a queue cannot be declared or consumed.
+        """
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._idle, self._hurry = asyncio.Event(), asyncio.Event()
+        self._failed, self._stopped = asyncio.Event(), asyncio.Event()
+        self._idle.set()
+        self._failure = None
+        await self.broker.connect()
         for queue in self.queues:
-            await self.app.declare(queue)
-        for queue in self.queues:
-            consumer = await self.app.transport.consume(
-                queue.name, self._on_delivery, prefetch=self.prefetch
-            )
-            self._consumers.append(consumer)
+            await self.broker.declare(queue)
+        try:
+            for queue in self.queues:
+                consumer = await self.broker.transport.consume(
+                    queue.name, self._on_delivery, prefetch=self.prefetch
+                )
+                self._consumers.append(consumer)
+                watcher = asyncio.create_task(self._watch(queue.name, consumer))
+                self._watchers.add(watcher)
+        except BaseException:
+            await self.stop()
+            raise
         log.info("worker consuming %s", ", ".join(q.name for q in self.queues))
 
+    async def _watch(self, queue: str, consumer: Consumer) -> None:
+        error = await consumer.wait_lost()
+        log.error("worker stopped consuming %s: %s", queue, error)
+        if self._failure is None:
+            self._failure = error
+        self._failed.set()
+
+    async def wait_failed(self) -> BrokerError:
+        """Wait until a queue can no longer be consumed; returns why."""
+        await self._failed.wait()
+        assert self._failure is not None
+        return self._failure
+
+    def hurry(self) -> None:
+        """Make a :meth:`stop` in progress cancel running tasks now (a second signal)."""
+        self._hurry.set()
+
     async def stop(self) -> None:
-        """Stop consuming, let running tasks finish (bounded), cancel the rest."""
+        """Stop consuming, let running tasks finish (bounded), cancel the rest, and close
+        the consumers (what is unacked returns to its queue)."""
+        watchers, self._watchers = self._watchers, set()
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
         consumers, self._consumers = self._consumers, []
         for consumer in consumers:
             try:
@@ -115,14 +197,23 @@ class Worker:
                 self.shutdown_timeout,
                 len(self._running),
             )
-            with anyio.move_on_after(self.shutdown_timeout):
-                await self._idle.wait()
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._idle, self._hurry)]
+            await asyncio.wait(waits, timeout=self.shutdown_timeout, return_when="FIRST_COMPLETED")
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
         leftover = list(self._running)
         if leftover:
             log.warning("cancelling %d task(s); their messages return to the queue", len(leftover))
             for task in leftover:
                 task.cancel()
             await asyncio.gather(*leftover, return_exceptions=True)
+        for consumer in consumers:
+            try:
+                await consumer.close()
+            except AioQueueError as exc:
+                log.warning("closing consumer: %s", exc)
+        self._threads.close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -139,40 +230,36 @@ class Worker:
         try:
             async with self._slots:
                 await self._process(delivery)
-        except BrokerError as exc:
-            # The outcome could not be published: leave the message unacked so the
-            # broker redelivers it when this channel goes.
-            log.error("delivery on %s left unacked: %s", delivery.queue, exc)
+        except BrokerConnectionError as exc:
+            # The connection went, or the broker did not confirm in time: the message
+            # runs again (if the channel is gone, the broker returns it by itself).
+            log.error("returning a delivery on %s to its queue: %s", delivery.queue, exc)
+            await self._settle(delivery.reject(requeue=True), delivery)
         except Exception as exc:
             log.exception("unexpected error processing a delivery on %s", delivery.queue)
             # Parked rather than left unacked: it would hold a slot until the channel dies.
             error = MessageError(f"unexpected error in the worker: {type(exc).__name__}: {exc}")
-            try:
-                await self._dead_letter(delivery, error)
-            except AioQueueError as dead:
-                log.error("delivery on %s left unacked: %s", delivery.queue, dead)
+            await self._park(delivery, error)
         finally:
             self._running.discard(current)
             if not self._running:
                 self._idle.set()
 
     async def _process(self, delivery: Delivery) -> None:
-        app = self.app
         try:
-            message = execute.decode(delivery.envelope, app.codec)
+            message = execute.decode(delivery.envelope, self.broker.codec)
         except MessageError as exc:
             await self._dead_letter(delivery, exc)
             return
         try:
-            task = execute.lookup(app.tasks, message)
+            task = self.registry.lookup(message.task)
         except MessageError as exc:
             await self._dead_letter(delivery, exc, message)
             return
         due = execute.when_due(message.eta, message.expires, utc_now())
         if due.expired:
             log.info("task %s[%s] expired, not run", message.task, message.id)
-            await self._finish(message, execute.revoked_state(message.id, "expired"))
-            await self._ack(delivery)
+            await self._conclude(delivery, message, execute.revoked_state(message.id, "expired"))
             return
         if due.delay_bucket_ms is not None:
             await self._delay(delivery, due.delay_bucket_ms)
@@ -182,46 +269,139 @@ class Worker:
         except MessageError as exc:
             await self._dead_letter(delivery, exc, message)
             return
-        state = await self._run(task, bound, message)
-        await self._finish(message, state)
-        await self._ack(delivery)
+        group_id = chord.fired_by(message)
+        if group_id is not None:
+            await self._run_fired(delivery, task, bound, message, group_id)
+        else:
+            state = await self._run(task, bound, message)
+            await self._conclude(delivery, message, state)
         self.processed += 1
+
+    async def _run_fired(
+        self,
+        delivery: Delivery,
+        task: Task[Any, Any],
+        bound: tuple[tuple[Any, ...], dict[str, Any]],
+        message: TaskMessage,
+        group_id: str,
+    ) -> None:
+        """A message a chord's firing published: run it unless a copy of it ran
+        (``aioqueue.worker.chord`` says why there may be copies)."""
+        lease = await self.broker.transport.acquire_lease(f"{CHORD_PREFIX}{message.id}")
+        if lease is None:
+            # A copy runs elsewhere right now: this one looks again a little later.
+            await self._delay(delivery, _COPY_RECHECK_MS)
+            return
+        try:
+            if await chord.body_ran(self.broker, group_id, message.id):
+                log.warning(
+                    "task %s[%s] of chord %s ran already; not again",
+                    message.task,
+                    message.id,
+                    group_id,
+                )
+                await self._ack(delivery)
+                return
+            state = await self._run(task, bound, message)
+
+            async def record() -> None:
+                await chord.mark_body_ran(self.broker, group_id, message.id)
+
+            await self._conclude(delivery, message, state, before_ack=record)
+        finally:
+            await lease.release()
+
+    async def _conclude(
+        self,
+        delivery: Delivery,
+        message: TaskMessage,
+        state: ResultMessage,
+        *,
+        before_ack: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Publish the outcome, then ack; an outcome that cannot be published on a
+        healthy connection dead-letters the message (the module docstring says why)."""
+        try:
+            await self._finish(message, state)
+            if before_ack is not None:
+                await self._retrying(f"record of task {message.id}", before_ack)
+        except BrokerConnectionError:
+            raise
+        except BrokerError as exc:
+            await self._abandon(delivery, message, exc)
+            return
+        await self._ack(delivery)
 
     async def _finish(self, message: TaskMessage, state: ResultMessage) -> None:
         """Publish what follows the task together with its result; then its chord part."""
-        app = self.app
         if not (message.chain or message.callbacks or message.errbacks or message.chord):
             await self._report(message, state)  # the common case: a task on its own
             return
+        codec = self.broker.codec
         try:
-            todo = followups(message, state, app.codec)
+            todo = followups(message, state, codec)
         except AioQueueError as exc:
             # The workflow after this task cannot be continued: the task fails.
             state = execute.failure_state(message.id, exc)
-            todo = followups(message, state, app.codec)
+            todo = followups(message, state, codec)
         if not todo.tasks.messages and not todo.states:
             await self._report(message, state)
         else:
             if todo.tasks.messages:
                 state = state.model_copy(update={"children": todo.children()})
-            # The result and what follows are published together, their confirms
-            # awaited at once. What follows goes out first, from this task: the next
-            # step of a chain is the workflow's critical path, the result is not.
-            report = asyncio.ensure_future(self._report(message, state))
-            try:
-                await app.publish_plan(todo.tasks)
-                for p in todo.states:
-                    await app.transport.publish(p.envelope, routing_key=p.routing_key)
-            finally:
-                await report
+            # What follows goes out first: the next step of a chain is the workflow's
+            # critical path, the result is not. Both are confirmed before the ack.
+            await _together(self._continue(message, todo), self._report(message, state))
         if message.chord is not None:
-            await self._record_part(message, state)
+            await self._record_member(message, state)
         for member in todo.chord_members:
-            await self._record_part(member, state.model_copy(update={"task_id": member.id}))
+            await self._record_member(member, state.model_copy(update={"task_id": member.id}))
+
+    async def _record_member(self, member: TaskMessage, state: ResultMessage) -> None:
+        what = f"chord part of task {member.id}"
+        await self._retrying(what, lambda: self._record_part(member, state))
+
+    async def _continue(self, message: TaskMessage, todo: Followups) -> None:
+        pending = todo.tasks
+
+        async def attempt() -> None:
+            nonlocal pending
+            try:
+                if pending.messages:
+                    await self.broker.publish_plan(pending)
+            except PartialPublishError as exc:
+                # Only what was not sent is sent again: the rest must not run twice.
+                pending = replace(
+                    pending, messages=[o for o in pending.messages if o.message.id in exc.failed]
+                )
+                raise
+            pending = replace(pending, messages=[])
+            await self._send_states(todo.states)
+
+        await self._retrying(f"what follows task {message.task}[{message.id}]", attempt)
+
+    async def _send_states(self, states: list[Publish]) -> None:
+        for p in states:
+            await self.broker.send(p.envelope, p.routing_key)
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Run ``attempt``, again after a failure on a healthy connection, bounded."""
+        delays = self.outcome_backoff.delays()
+        for tries, delay in enumerate([*delays, None], start=1):
+            try:
+                await attempt()
+                return
+            except BrokerConnectionError:
+                raise
+            except BrokerError as exc:
+                if delay is None:
+                    raise PublishError(f"{what}: not published after {tries} tries: {exc}") from exc
+                log.warning("%s: publish failed (%s); trying again in %g s", what, exc, delay)
+                await asyncio.sleep(delay)
 
     async def _record_part(self, message: TaskMessage, state: ResultMessage) -> None:
         try:
-            await record_part(self.app, message, state)
+            await chord.record_part(self.broker, message, state)
         except MessageError as exc:
             # The chord cannot be tracked (e.g. a Celery client's chord has no
             # chord_size): its promise fails now rather than never.
@@ -229,16 +409,20 @@ class Worker:
             body = message.chord or {}
             body_id = str((body.get("options") or {}).get("task_id"))
             failure = execute.failure_state(body_id, exc)
-            for p in execute.failure_fanout(self.app.codec, body, failure):
-                await self.app.transport.publish(p.envelope, routing_key=p.routing_key)
+            await self._send_states(execute.failure_fanout(self.broker.codec, body, failure))
 
-    async def _run(self, task: Any, bound: Any, message: TaskMessage) -> ResultMessage:
+    async def _run(
+        self,
+        task: Task[Any, Any],
+        bound: tuple[tuple[Any, ...], dict[str, Any]],
+        message: TaskMessage,
+    ) -> ResultMessage:
         limit = message.timelimit[0] or task.options.time_limit
         try:
-            value = await execute.call_with_limit(task, bound, self._limiter, limit)
+            value = await execute.call_with_limit(task, bound, self._threads, limit)
             # A result that cannot travel fails the task here, before anything is sent.
             if _sends_result(message):
-                self.app.codec.encode(value)
+                self.broker.codec.encode(value)
         except EncodeError as exc:
             error = EncodeError(f"task {message.task!r} returned an unserialisable result: {exc}")
             return execute.failure_state(message.id, error)
@@ -251,35 +435,42 @@ class Worker:
         """Send ``state`` to the caller, if it asked for results."""
         if not message.reply_to or message.ignore_result:
             return
+        codec = self.broker.codec
         envelope = Envelope(
-            body=self.app.codec.encode(state.body()),
-            content_type=self.app.codec.content_type,
-            content_encoding=self.app.codec.content_encoding,
+            body=codec.encode(state.body()),
+            content_type=codec.content_type,
+            content_encoding=codec.content_encoding,
             correlation_id=message.id,
             persistent=False,
         )
-        await self.app.transport.publish(envelope, routing_key=message.reply_to)
+        # Not mandatory: a caller that went away (its reply queue gone) wants nothing.
+        await self.broker.send(envelope, message.reply_to)
 
     async def _ack(self, delivery: Delivery) -> None:
+        await self._settle(delivery.ack(), delivery)
+
+    async def _settle(self, settling: Awaitable[None], delivery: Delivery) -> None:
         try:
-            await delivery.ack()
+            await settling
         except BrokerError as exc:
-            log.warning("ack on %s failed (%s); the broker will redeliver", delivery.queue, exc)
+            log.warning(
+                "settling on %s failed (%s); the broker will redeliver", delivery.queue, exc
+            )
+
+    def _queue(self, name: str) -> Queue:
+        return self._by_name.get(name) or self.broker.queue(name)
 
     async def _delay(self, delivery: Delivery, bucket_ms: int) -> None:
-        await self.app.declare_delay(bucket_ms)
         envelope = delivery.envelope
-        await self.app.transport.publish(
-            replace(envelope, headers=execute.strip_broker_headers(envelope.headers)),
-            exchange=delay_topology(bucket_ms)[0].name,
-            routing_key=delivery.queue,
+        exchange = delay_topology(bucket_ms)[0].name
+        route = Route(exchange, delivery.queue, self._queue(delivery.queue), bucket_ms)
+        await self.broker.publish_envelope(
+            replace(envelope, headers=execute.strip_broker_headers(envelope.headers)), route
         )
         await self._ack(delivery)
 
-    async def _dead_letter(
-        self, delivery: Delivery, error: MessageError, message: TaskMessage | None = None
-    ) -> None:
-        """Park the message in ``<queue>.dlq`` with the reason, tell the caller, ack."""
+    async def _to_dlq(self, delivery: Delivery, error: BaseException) -> None:
+        """Publish the delivery to ``<queue>.dlq`` with the reason (mandatory, confirmed)."""
         envelope = delivery.envelope
         log.error("dead-lettering a message from %s: %s", delivery.queue, error)
         headers = {
@@ -288,15 +479,43 @@ class Worker:
             "x-aioqueue-error-type": type(error).__name__,
             "x-aioqueue-queue": delivery.queue,
         }
-        await self.app.transport.publish(
-            replace(envelope, headers=headers), routing_key=dlq_name(delivery.queue)
-        )
+        route = Route("", dlq_name(delivery.queue), self._queue(delivery.queue))
+        await self.broker.publish_envelope(replace(envelope, headers=headers), route)
+
+    async def _park(self, delivery: Delivery, error: BaseException) -> None:
+        """Dead-letter and ack; if even that fails, return the message to its queue."""
+        try:
+            await self._to_dlq(delivery, error)
+        except AioQueueError as exc:
+            log.error(
+                "cannot dead-letter a message from %s (%s); returning it", delivery.queue, exc
+            )
+            await self._settle(delivery.reject(requeue=True), delivery)
+            return
+        await self._ack(delivery)
+
+    async def _abandon(self, delivery: Delivery, message: TaskMessage, error: BrokerError) -> None:
+        """The outcome cannot be published: dead-letter, tell the waiting promises."""
+        failure = execute.failure_state(message.id, error)
+        try:
+            await self._send_states(
+                execute.failure_fanout(self.broker.codec, execute.downstream(message), failure)
+            )
+        except BrokerError as exc:
+            log.warning("task %s: telling the workflow it failed: %s", message.id, exc)
+        await self._park(delivery, error)
+
+    async def _dead_letter(
+        self, delivery: Delivery, error: MessageError, message: TaskMessage | None = None
+    ) -> None:
+        """Park bad input in ``<queue>.dlq`` with the reason, tell the caller, ack."""
+        await self._to_dlq(delivery, error)
         if message is not None:
             # A failure like any other (as Celery marks an unknown task): the caller is
             # told, errbacks run, steps chained after it fail, its chord records it.
-            await self._finish(message, execute.failure_state(message.id, error))
-            await self._ack(delivery)
+            await self._conclude(delivery, message, execute.failure_state(message.id, error))
             return
+        envelope = delivery.envelope
         task_id = _str_or_none(envelope.headers.get("id"))
         task_id = task_id or envelope.correlation_id
         reply_to = envelope.reply_to
@@ -316,6 +535,26 @@ class Worker:
             route = f"exchange={q.exchange_name} type={q.exchange_type} key={q.binding_key}"
             rows.append(("queue", f"{q.name} ({route})"))
         return rows
+
+
+async def _together(*steps: Awaitable[None]) -> None:
+    """Run ``steps`` concurrently, each to its end, in one task group; then raise the
+    first error (a connection error first: it decides what happens to the message)."""
+    errors: list[Exception] = []
+
+    async def run(step: Awaitable[None]) -> None:
+        try:
+            await step
+        except Exception as exc:
+            errors.append(exc)
+
+    first, *rest = steps
+    async with asyncio.TaskGroup() as group:
+        for step in rest:
+            group.create_task(run(step))
+        await run(first)
+    if errors:
+        raise next((e for e in errors if isinstance(e, BrokerConnectionError)), errors[0])
 
 
 def _sends_result(message: TaskMessage) -> bool:

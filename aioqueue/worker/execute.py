@@ -6,32 +6,32 @@ Every function here is either pure (deciding) or runs exactly one user function
 
 from __future__ import annotations
 
-import functools
 import traceback
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from ..exceptions import (
     AioQueueError,
     ArgumentsError,
+    ContentTypeError,
     MalformedMessageError,
     TimeLimitExceeded,
-    UnknownTaskError,
 )
 from ..message import ResultMessage, State, TaskMessage, utc_now
 from ..routing import delay_bucket_ms
 from ..serialization import Codec
 from ..task import Task
 from ..transport.base import Envelope, Publish
+from .limits import ThreadSlots
 
 __all__ = (
     "Due",
-    "call",
+    "call_with_limit",
     "decode",
+    "downstream",
     "failure_fanout",
     "failure_state",
     "revoked_state",
@@ -56,6 +56,9 @@ def decode(envelope: Envelope, codec: Codec) -> TaskMessage:
     :raises MessageError: (a subclass naming the problem) the body or headers are bad.
     """
     headers = strip_broker_headers(envelope.headers)
+    if not envelope.content_type:
+        # Guessing JSON would run a message whose sender never said what it holds.
+        raise ContentTypeError("the message has no content type (expected application/json)")
     if "task" not in headers:
         raise MalformedMessageError(
             "not a Celery protocol v2 task message: no 'task' header "
@@ -65,17 +68,6 @@ def decode(envelope: Envelope, codec: Codec) -> TaskMessage:
     return TaskMessage.from_wire(
         headers, body, reply_to=envelope.reply_to, priority=envelope.priority
     )
-
-
-def lookup(tasks: dict[str, Task[Any, Any]], message: TaskMessage) -> Task[Any, Any]:
-    """The registered task the message names.
-
-    :raises UnknownTaskError: none is registered under that name.
-    """
-    task = tasks.get(message.task)
-    if task is None:
-        raise UnknownTaskError(f"task {message.task!r} is not registered on this worker")
-    return task
 
 
 def bind(task: Task[Any, Any], message: TaskMessage) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -110,31 +102,34 @@ def when_due(eta: datetime | None, expires: datetime | None, now: datetime) -> D
     return Due(expired=False, delay_bucket_ms=bucket)
 
 
-async def call(
-    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], limiter: Any
-) -> Any:
-    """Run the task's function once; sync functions run in a worker thread under
-    ``limiter``."""
-    if task.is_async:
-        return await task.fn(*args, **kwargs)
-    call_fn = functools.partial(task.fn, *args, **kwargs)
-    return await anyio.to_thread.run_sync(call_fn, limiter=limiter, abandon_on_cancel=True)
-
-
 async def call_with_limit(
     task: Task[Any, Any],
     arguments: tuple[tuple[Any, ...], dict[str, Any]],
-    limiter: Any,
+    threads: ThreadSlots,
     limit: float | None,
 ) -> Any:
-    """:func:`call`, raising :class:`TimeLimitExceeded` after ``limit`` seconds."""
+    """Run the task's function once, raising :class:`TimeLimitExceeded` after ``limit``
+    seconds; sync functions run in one of ``threads``.
+
+    A sync task's limit counts from when it has a thread; the thread runs on past the
+    limit and keeps its slot until it returns (see ``aioqueue.worker.limits``).
+    """
     args, kwargs = arguments
+    if not task.is_async:
+        try:
+            return await threads.run(task.fn, *args, limit=limit, **kwargs)
+        except TimeLimitExceeded:
+            raise _exceeded(task, limit) from None
     if limit is None:
-        return await call(task, args, kwargs, limiter)
+        return await task.fn(*args, **kwargs)
     with anyio.move_on_after(limit) as scope:
-        return await call(task, args, kwargs, limiter)
+        return await task.fn(*args, **kwargs)
     if scope.cancelled_caught:
-        raise TimeLimitExceeded(f"task {task.name!r} exceeded its time limit of {limit:g} s")
+        raise _exceeded(task, limit)
+
+
+def _exceeded(task: Task[Any, Any], limit: float | None) -> TimeLimitExceeded:
+    return TimeLimitExceeded(f"task {task.name!r} exceeded its time limit of {limit:g} s")
 
 
 def success_state(message: TaskMessage, value: Any, children: list[Any]) -> ResultMessage:
@@ -198,6 +193,15 @@ def promised(node: dict[str, Any]) -> list[tuple[str, str]]:
     for after in options.get("chain") or ():
         found.extend(promised(after))
     return found
+
+
+def downstream(message: TaskMessage) -> dict[str, Any]:
+    """The workflow waiting on ``message`` as one chain node: what is chained after it,
+    its chord's body, its links (for telling their promises it failed)."""
+    tasks = [*(message.chain or ()), *(message.callbacks or ())]
+    if message.chord:
+        tasks.append(message.chord)
+    return {"subtask_type": "chain", "kwargs": {"tasks": tasks}, "options": {}}
 
 
 def failure_fanout(codec: Codec, node: dict[str, Any], state: ResultMessage) -> list[Publish]:

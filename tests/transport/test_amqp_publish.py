@@ -10,7 +10,7 @@ import pytest
 
 from aioqueue.exceptions import BrokerConnectionError, PublishError
 from aioqueue.transport.amqp import AmqpTransport
-from aioqueue.transport.base import Envelope, ExchangeSpec, QueueSpec
+from aioqueue.transport.base import Envelope, ExchangeSpec, Publish, QueueSpec
 
 from ._support import Proxy
 from .conftest import MakeTransport
@@ -117,3 +117,32 @@ async def test_publish_timeout_holds_while_the_broker_is_unreachable(
     # Reconnected: publishing works again.
     await transport.publish(Envelope(body=b"back"), routing_key=queue_name)
     await transport.delete_queue(queue_name)
+
+
+async def test_batch_commit_into_an_exchange_deleted_behind_the_cache_rolls_back(
+    make_amqp: MakeTransport, queue_name: str
+) -> None:
+    transport, other = await make_amqp(), await make_amqp()
+    parts, out, exchange = f"{queue_name}.parts", f"{queue_name}.out", f"{queue_name}.x"
+    for name in (parts, out):
+        await transport.declare_queue(QueueSpec(name))
+    await transport.declare_exchange(ExchangeSpec(exchange, "fanout"))
+    for i in range(3):
+        await transport.publish(Envelope(body=str(i).encode()), routing_key=parts)
+    batch = await transport.take_all(parts, min_count=3)
+    assert batch is not None and len(batch.envelopes) == 3
+    await other.delete_exchange(exchange)  # this transport still believes it exists
+    with pytest.raises(PublishError, match=r"nothing was published"):
+        await batch.commit(
+            [
+                Publish(Envelope(body=b"first"), routing_key=out),
+                Publish(Envelope(body=b"second"), exchange=exchange, routing_key=""),
+            ]
+        )
+    assert sorted(await _bodies(transport, parts)) == [b"0", b"1", b"2"]
+    assert await _bodies(transport, out) == []
+    # The transport has learnt that the exchange is gone.
+    with pytest.raises(PublishError, match=r"does not exist"):
+        await transport.publish(Envelope(body=b"x"), exchange=exchange, routing_key="")
+    for name in (parts, out):
+        await transport.delete_queue(name)

@@ -212,7 +212,7 @@ def _compare_with_vector(case: str, out: Outgoing, reprs_differ: bool = False) -
     expected, props = vector["headers"], vector["properties"]
     # The origin is the publishing process: volatile, so take the capture's.
     message = out.message.model_copy(update={"origin": expected["origin"]})
-    envelope = app.envelope(message)
+    envelope = app.broker.envelope(message)
     headers = envelope.headers
 
     # The capture lists ids, origin and reply_to as volatile: they were fed back in,

@@ -11,6 +11,7 @@ import pytest
 from aioqueue import App
 from aioqueue.exceptions import (
     ArgumentsError,
+    ContentTypeError,
     MalformedMessageError,
     MessageError,
     TimeLimitExceeded,
@@ -175,10 +176,29 @@ def test_bind_plain_parameters() -> None:
 
 
 def test_lookup_unknown_task() -> None:
-    message = TaskMessage(id="i", task="nope")
     with pytest.raises(UnknownTaskError, match="'nope' is not registered"):
-        execute.lookup(_app().tasks, message)
-    assert execute.lookup(_app().tasks, TaskMessage(id="i", task="add")).name == "add"
+        _app().registry.lookup("nope")
+    assert _app().registry.lookup("add").name == "add"
+
+
+def test_decode_refuses_a_message_without_content_type() -> None:
+    envelope = Envelope(body=b"[[1], {}, {}]", headers={"task": "add", "id": "i"}, content_type="")
+    with pytest.raises(ContentTypeError, match="no content type"):
+        execute.decode(envelope, Codec())
+
+
+def test_a_naive_eta_is_utc_as_in_celery() -> None:
+    headers = {
+        "task": "add",
+        "id": "i",
+        "eta": "2030-01-01T10:00:00",
+        "expires": "2030-01-02T00:00",
+    }
+    message = execute.decode(Envelope(body=b"[[1], {}, {}]", headers=headers), Codec())
+    assert message.eta == datetime(2030, 1, 1, 10, tzinfo=UTC)
+    assert message.expires == datetime(2030, 1, 2, tzinfo=UTC)
+    due = execute.when_due(message.eta, message.expires, datetime(2030, 1, 1, 9, 59, tzinfo=UTC))
+    assert due.delay_bucket_ms == 32_768 and not due.expired
 
 
 def test_decode_requires_the_task_header() -> None:

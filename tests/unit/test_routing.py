@@ -1,18 +1,14 @@
-"""Delay buckets and queue topology (pure)."""
+"""Route resolution, delay buckets and queue topology (pure)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from aioqueue.routing import (
-    DELAY_PREFIX,
-    MAX_DELAY_BUCKET_MS,
-    MIN_DELAY_MS,
-    Queue,
-    delay_bucket_ms,
-    delay_topology,
-    dlq_name,
-)
+from aioqueue.options import Options
+from aioqueue.routing import MAX_DELAY_BUCKET_MS, MIN_DELAY_MS, Route, delay_bucket_ms, resolve
+from aioqueue.topology import DELAY_PREFIX, Queue, delay_topology, dlq_name
 from aioqueue.transport.base import Binding, ExchangeSpec, QueueSpec
 
 
@@ -91,3 +87,36 @@ def test_quorum_queue_dead_letters_into_its_dlq() -> None:
     assert dlq == QueueSpec("work.dlq")
     _, (classic, _), _ = Queue("plain").topology()
     assert classic.arguments == {}
+
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+PRIORITY = Queue("priority", arguments={"x-max-priority": 10})
+
+
+@pytest.mark.parametrize(
+    ("options", "eta", "route"),
+    [
+        (Options(), None, Route("", "celery", Queue("celery"))),
+        (Options(queue="other"), None, Route("", "other", Queue("other"))),
+        (Options(queue="priority"), None, Route("", "priority", PRIORITY)),
+        # A per-call exchange is used as given; aioqueue declares nothing for it.
+        (Options(exchange="ex", routing_key="k"), None, Route("ex", "k")),
+        (Options(exchange="ex", queue="q"), None, Route("ex", "q")),
+        (Options(exchange="ex"), None, Route("ex", "celery")),
+        # Not due: the delay bucket's exchange, keyed by the target queue.
+        (
+            Options(queue="other"),
+            NOW + timedelta(seconds=10),
+            Route(f"{DELAY_PREFIX}8192", "other", Queue("other"), 8192),
+        ),
+        (
+            Options(),
+            NOW + timedelta(milliseconds=MIN_DELAY_MS - 1),
+            Route("", "celery", Queue("celery")),
+        ),
+        (Options(), NOW - timedelta(hours=1), Route("", "celery", Queue("celery"))),
+    ],
+)
+def test_resolve(options: Options, eta: datetime | None, route: Route) -> None:
+    queues = {"priority": PRIORITY}
+    assert resolve(options, default_queue="celery", queues=queues, eta=eta, now=NOW) == route

@@ -1,7 +1,13 @@
-"""End to end on the in-process broker: a client sends, a worker runs, the result returns."""
+"""A client sends, a worker runs, the result returns: on ``memory://`` and RabbitMQ.
+
+``app`` registers the tasks, runs the worker and calls them by object; ``client`` is
+another app on the same broker (on RabbitMQ, with its own connection) that knows no
+tasks and calls them by name.
+"""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,12 +31,14 @@ from aioqueue import (
 )
 from aioqueue.message import utc_now
 from aioqueue.routing import MIN_DELAY_MS
-from aioqueue.transport import MemoryTransport
-from tests.helpers import eventually
+from aioqueue.topology import dlq_name
+from tests.celery_vectors import body_bytes, load_vector, volatile_headers
+from tests.e2e.conftest import MakeApp
+from tests.helpers import eventually, receive
 
 pytestmark = pytest.mark.anyio
 
-TIMEOUT = 10  # generous: only there so that a broken test fails instead of hanging
+TIMEOUT = 20  # generous: only there so that a broken test fails instead of hanging
 
 
 class CustomError(Exception):
@@ -41,6 +49,7 @@ class CustomError(Exception):
 class Env:
     app: App  # registers the tasks, runs the worker, calls them by object
     client: App  # another app on the same broker, knows no tasks: calls by name
+    queue: str
     worker: Worker
     gate: anyio.Event
     multiply: Task[[int, int], int]
@@ -59,84 +68,81 @@ class Env:
 
 
 @pytest.fixture
-async def env(queue_name: str) -> AsyncIterator[Env]:
-    transport = MemoryTransport()
-    app = App("memory-roundtrip", broker=transport, default_queue=queue_name)
-    client = App("memory-client", broker=transport, default_queue=queue_name)
+async def env(make_app: MakeApp, queue_name: str) -> AsyncIterator[Env]:
+    app = make_app("roundtrip")
+    client = make_app("roundtrip-client")
     gate = anyio.Event()
     calls: list[str] = []
     threads: list[int] = []
 
-    @app.task(name="mem.multiply")
+    @app.task(name="tasks.multiply")  # the name in Celery's captured messages
     async def multiply(x: int, y: int) -> int:
         return x * y
 
-    @app.task(name="mem.blocking_multiply")
+    @app.task(name="e2e.blocking_multiply")
     def blocking_multiply(x: int, y: int) -> int:
         threads.append(threading.get_ident())
         return x * y
 
-    @app.task(name="mem.fail")
+    @app.task(name="e2e.fail")
     async def fail(msg: str) -> None:
         raise ValueError(msg)
 
-    @app.task(name="mem.blocking_fail")
+    @app.task(name="e2e.blocking_fail")
     def blocking_fail(msg: str) -> None:
         raise KeyError(msg)
 
-    @app.task(name="mem.fail_custom")
+    @app.task(name="e2e.fail_custom")
     async def fail_custom(msg: str) -> None:
         raise CustomError(msg)
 
-    @app.task(name="mem.wait_gate")
+    @app.task(name="e2e.wait_gate")
     async def wait_gate() -> str:
         await gate.wait()
         return "opened"
 
-    @app.task(name="mem.stamp")
+    @app.task(name="e2e.stamp")
     async def stamp() -> str:
         return utc_now().isoformat()
 
-    @app.task(name="mem.record")
+    @app.task(name="e2e.record")
     async def record(what: str) -> str:
         calls.append(what)
         return what
 
-    @app.task(name="mem.sleepy")
+    @app.task(name="e2e.sleepy")
     async def sleepy(seconds: float) -> None:
         await anyio.sleep(seconds)
 
-    @app.task(name="mem.limited", time_limit=0.2)
+    @app.task(name="e2e.limited", time_limit=0.2)
     async def limited() -> None:
         await anyio.sleep(30)
 
-    @app.task(name="mem.unserialisable")
+    @app.task(name="e2e.unserialisable")
     async def unserialisable() -> object:
         return object()
 
-    try:
-        async with app, client, app.worker(concurrency=4, shutdown_timeout=5) as worker:
-            yield Env(
-                app=app,
-                client=client,
-                worker=worker,
-                gate=gate,
-                multiply=multiply,
-                blocking_multiply=blocking_multiply,
-                fail=fail,
-                blocking_fail=blocking_fail,
-                fail_custom=fail_custom,
-                wait_gate=wait_gate,
-                stamp=stamp,
-                record=record,
-                sleepy=sleepy,
-                limited=limited,
-                unserialisable=unserialisable,
-                calls=calls,
-                threads=threads,
-            )
-    finally:
-        await transport.aclose()
+    async with app, client, app.worker(concurrency=4, shutdown_timeout=5) as worker:
+        yield Env(
+            app=app,
+            client=client,
+            queue=queue_name,
+            worker=worker,
+            gate=gate,
+            multiply=multiply,
+            blocking_multiply=blocking_multiply,
+            fail=fail,
+            blocking_fail=blocking_fail,
+            fail_custom=fail_custom,
+            wait_gate=wait_gate,
+            stamp=stamp,
+            record=record,
+            sleepy=sleepy,
+            limited=limited,
+            unserialisable=unserialisable,
+            calls=calls,
+            threads=threads,
+        )
 
 
 async def test_round_trip_by_object(env: Env) -> None:
@@ -147,6 +153,7 @@ async def test_round_trip_by_object(env: Env) -> None:
     assert await result.successful()
     # An AsyncResult is awaitable, and apply_async sends explicit arguments.
     assert await (await env.multiply.apply_async((5,), {"y": 6})) == 30
+    assert await (await env.blocking_multiply.delay(6, 7)).get(timeout=TIMEOUT) == 42
 
 
 async def test_sync_task_runs_in_a_worker_thread(env: Env) -> None:
@@ -156,12 +163,13 @@ async def test_sync_task_runs_in_a_worker_thread(env: Env) -> None:
 
 
 async def test_round_trip_by_name(env: Env) -> None:
-    by_args = await env.client.send_task("mem.multiply", [3, 4])
-    by_kwargs = await env.client.send_task("mem.multiply", kwargs={"x": 2, "y": 5})
-    sync = await env.client.send_task("mem.blocking_multiply", (8, 9))
+    by_args = await env.client.send_task("tasks.multiply", [3, 4])
+    by_kwargs = await env.client.send_task("tasks.multiply", kwargs={"x": 2, "y": 5})
+    sync = await env.client.send_task("e2e.blocking_multiply", (8, 9))
     assert await by_args.get(timeout=TIMEOUT) == 12
     assert await by_kwargs.get(timeout=TIMEOUT) == 10
     assert await sync.get(timeout=TIMEOUT) == 72
+    assert await sync.status() is State.SUCCESS
 
 
 async def test_many_concurrent_round_trips(env: Env) -> None:
@@ -200,7 +208,7 @@ async def test_remote_exception_is_raised_as_the_same_type(
     assert caught.value.args == (message,)
     (note,) = caught.value.__notes__
     assert note.startswith(f"Remote traceback (task {result.id}):")
-    assert f"{exc_type.__name__}: " in note
+    assert f"{exc_type.__name__}: {caught.value}" in note
     assert await result.status() is State.FAILURE
 
 
@@ -217,7 +225,7 @@ async def test_custom_exception_of_the_apps_own_tasks_is_rebuilt(env: Env) -> No
 
 
 async def test_custom_exception_not_allowed_becomes_task_error(env: Env) -> None:
-    result = await env.client.send_task("mem.fail_custom", ["bad thing"])
+    result = await env.client.send_task("e2e.fail_custom", ["bad thing"])
     with pytest.raises(TaskError) as caught:
         await result.get(timeout=TIMEOUT)
     error = caught.value
@@ -243,7 +251,7 @@ async def test_timeout_raises_result_timeout_error_with_the_task_id(env: Env) ->
 
 async def test_ignore_result_gets_no_result(env: Env) -> None:
     ignored = await env.record.apply_async(("ignored",), ignore_result=True)
-    await eventually(lambda: env.worker.processed >= 1)
+    await eventually(lambda: env.worker.processed >= 1, TIMEOUT)
     assert env.calls == ["ignored"]
     # The reply queue is FIFO: a result for `ignored` would arrive before this one.
     assert await (await env.record.delay("kept")).get(timeout=TIMEOUT) == "kept"
@@ -259,7 +267,7 @@ async def test_unserialisable_result_is_an_encode_error_and_the_worker_serves_on
     result = await env.unserialisable.delay()
     with pytest.raises(EncodeError) as caught:
         await result.get(timeout=TIMEOUT)
-    assert "mem.unserialisable" in str(caught.value)
+    assert "e2e.unserialisable" in str(caught.value)
     assert "not JSON serializable" in str(caught.value)
     assert await (await env.multiply.delay(2, 3)).get(timeout=TIMEOUT) == 6
 
@@ -269,7 +277,7 @@ async def test_status_is_pending_then_success(env: Env) -> None:
     assert await result.status() is State.PENDING
     assert not await result.ready()
     env.gate.set()
-    await eventually(result.ready)
+    await eventually(result.ready, TIMEOUT)
     assert await result.status() is State.SUCCESS
     assert await result.get(timeout=TIMEOUT) == "opened"
     assert await result.status() is State.SUCCESS
@@ -314,3 +322,35 @@ async def test_time_limit_raises_time_limit_exceeded(env: Env, how: str) -> None
     assert isinstance(caught.value, TimeoutError)
     assert "time limit of 0.2 s" in str(caught.value)
     assert await (await env.multiply.delay(1, 2)).get(timeout=TIMEOUT) == 2
+
+
+@pytest.mark.parametrize("case", ["task-delay", "task-apply_async_time_limits_headers"])
+async def test_message_on_the_wire_matches_celery(env: Env, case: str) -> None:
+    """What the broker delivers is what Celery sent (on RabbitMQ: after AMQP table
+    encoding and decoding)."""
+    vector = load_vector(case)
+    capture = f"{env.queue}.capture"  # declared by the send, with no worker on it
+    try:
+        if case == "task-delay":
+            result = await env.multiply.apply_async((3, 4), queue=capture)
+        else:
+            result = await env.multiply.apply_async(
+                (3, 4), queue=capture, time_limit=30, soft_time_limit=20, headers={"x-custom": "v"}
+            )
+        (envelope,) = await receive(env.client.transport, capture, 1, TIMEOUT)
+    finally:
+        for name in (capture, dlq_name(capture)):
+            await env.client.transport.delete_queue(name)
+        await env.client.transport.delete_exchange(capture)
+    headers, expected = envelope.headers, vector["headers"]
+
+    assert set(headers) == set(expected)
+    for key in expected.keys() - volatile_headers(vector):
+        assert json.dumps(headers[key]) == json.dumps(expected[key]), key
+    assert headers["id"] == headers["root_id"] == result.id == envelope.correlation_id
+    assert envelope.body == body_bytes(vector)
+    assert envelope.content_type == "application/json"
+    assert envelope.content_encoding == "utf-8"
+    assert envelope.persistent
+    assert envelope.reply_to
+    assert (envelope.priority or 0) == vector["properties"]["priority"]

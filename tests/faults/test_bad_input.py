@@ -8,14 +8,12 @@ caller (the messages carry an id and ``reply_to``), and a worker that still serv
 
 from __future__ import annotations
 
-import asyncio
 import pickle
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import pytest
 
 from aioqueue import (
@@ -28,9 +26,10 @@ from aioqueue import (
     MessageError,
     UnknownTaskError,
 )
-from aioqueue.routing import dlq_name
 from aioqueue.serialization import PICKLE
-from aioqueue.transport.base import Delivery, Envelope
+from aioqueue.topology import dlq_name
+from aioqueue.transport.base import Envelope
+from tests.helpers import receive
 
 pytestmark = [pytest.mark.anyio, pytest.mark.amqp]
 
@@ -54,10 +53,10 @@ async def ctx(amqp_url: str, amqp_queue: str) -> AsyncIterator[Ctx]:
         return x * y
 
     async with worker_app, client, worker_app.worker(concurrency=2, shutdown_timeout=5):
-        rpc = client._rpc  # the client's reply queue, for hand-made messages
-        assert rpc is not None
-        await rpc.start()
-        yield Ctx(client, amqp_queue, rpc.reply_to)
+        await client.results.start()  # the client's reply queue, for hand-made messages
+        reply_to = client.results.reply_to
+        assert reply_to is not None
+        yield Ctx(client, amqp_queue, reply_to)
 
 
 async def _publish_raw(
@@ -127,26 +126,6 @@ CASES = {
 }
 
 
-async def _dead_letters(ctx: Ctx, count: int) -> list[Delivery]:
-    got: list[Delivery] = []
-    changed = asyncio.Event()
-
-    async def handler(delivery: Delivery) -> None:
-        got.append(delivery)
-        await delivery.ack()
-        changed.set()
-
-    consumer = await ctx.client.transport.consume(dlq_name(ctx.queue), handler, prefetch=10)
-    try:
-        with anyio.fail_after(TIMEOUT):
-            while len(got) < count:
-                changed.clear()
-                await changed.wait()
-    finally:
-        await consumer.cancel()
-    return got
-
-
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 async def test_bad_input_is_dead_lettered_and_reported(ctx: Ctx, case: Case) -> None:
     task_id = await case.send(ctx)
@@ -157,9 +136,9 @@ async def test_bad_input_is_dead_lettered_and_reported(ctx: Ctx, case: Case) -> 
     assert case.says in str(caught.value)
 
     # The message is parked in <queue>.dlq with the reason.
-    (dead,) = await _dead_letters(ctx, 1)
-    headers = dead.envelope.headers
-    assert dead.envelope.correlation_id == task_id
+    (dead,) = await receive(ctx.client.transport, dlq_name(ctx.queue), 1, TIMEOUT)
+    headers = dead.headers
+    assert dead.correlation_id == task_id
     assert headers["id"] == task_id
     assert case.says in headers["x-aioqueue-error"]
     assert headers["x-aioqueue-error-type"] == case.error.__name__
@@ -177,5 +156,5 @@ async def test_worker_survives_a_burst_of_bad_input(ctx: Ctx) -> None:
     for task_id, case in zip(sent, CASES.values(), strict=True):
         with pytest.raises(case.error):
             await AsyncResult(task_id, ctx.client.results).get(timeout=TIMEOUT)
-    dead = await _dead_letters(ctx, len(CASES))
-    assert sorted(d.envelope.correlation_id or "" for d in dead) == sorted(sent)
+    dead = await receive(ctx.client.transport, dlq_name(ctx.queue), len(CASES), TIMEOUT)
+    assert sorted(d.correlation_id or "" for d in dead) == sorted(sent)

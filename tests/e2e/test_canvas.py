@@ -1,15 +1,17 @@
-"""Canvas end to end on the in-process broker: chains, groups, chords, map/starmap/chunks.
+"""Canvas end to end on ``memory://`` and RabbitMQ: chains, groups, chords, map/starmap/chunks.
 
-A real worker runs the tasks on ``memory://``; the client awaits the promises that
-``send_canvas`` returns. Tasks record their calls in ``Env.calls``, so the tests can see
-what ran (a step after a failure must not, a chord's body runs once, links run).
+A real worker runs the tasks; the client awaits the promises that ``send_canvas``
+returns. Tasks record their calls in ``Env.calls``, so the tests can see what ran (a
+step after a failure must not, a chord's body runs once, links run). Each chord keeps
+its progress in a queue of its own (``aioqueue.chord.<group id>``, which expires on its
+own): ``Env.track`` notes them so that they are removed at teardown.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -18,7 +20,9 @@ from aioqueue import (
     App,
     ArgumentsError,
     AsyncResult,
+    EncodeError,
     GroupResult,
+    MalformedMessageError,
     Signature,
     State,
     Task,
@@ -28,10 +32,15 @@ from aioqueue import (
     group,
 )
 from aioqueue.canvas import freeze, plan
+from aioqueue.topology import CHORD_PREFIX, dlq_name
+from tests.e2e.conftest import MakeApp
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio
 
-TIMEOUT = 10  # generous: only there so that a broken test fails instead of hanging
+TIMEOUT = 20  # generous: only there so that a broken test fails instead of hanging
+
+R = TypeVar("R", bound=AsyncResult[Any])
 
 
 @dataclass
@@ -45,14 +54,33 @@ class Env:
     record: Task[..., Any]
     errback: Task[[str], None]
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    groups: set[str] = field(default_factory=set)
 
     def called(self, name: str) -> list[Any]:
         return [args for n, args in self.calls if n == name]
 
+    def track(self, result: R) -> R:
+        """Note the groups under ``result`` (chord headers among them) for teardown."""
+        todo: list[AsyncResult[Any] | None] = [result]
+        while todo:
+            current = todo.pop()
+            if current is None:
+                continue
+            if isinstance(current, GroupResult):
+                self.groups.add(current.id)
+                todo.extend(current.results)
+            todo.append(current.parent)
+        return result
+
+
+async def remove_chord_queues(app: App, group_ids: set[str]) -> None:
+    for group_id in group_ids:
+        await app.transport.delete_queue(f"{CHORD_PREFIX}{group_id}")
+
 
 @pytest.fixture
-async def env(queue_name: str) -> AsyncIterator[Env]:
-    app = App("canvas-memory", default_queue=queue_name)
+async def env(make_app: MakeApp) -> AsyncIterator[Env]:
+    app = make_app("canvas")
     calls: list[tuple[str, Any]] = []
 
     @app.task(name="canvas.add")
@@ -88,17 +116,13 @@ async def env(queue_name: str) -> AsyncIterator[Env]:
     async def errback(task_id: str) -> None:
         calls.append(("errback", task_id))
 
-    async with app, app.worker(concurrency=50, shutdown_timeout=5):
-        yield Env(app, add, mul, xsum, boom, slow_add, record, errback, calls)
-
-
-async def eventually(check: Callable[[], bool]) -> None:
-    """Wait until ``check()`` holds (for effects that report to nobody, like links)."""
-    with anyio.fail_after(TIMEOUT):
-        while True:
-            if check():
-                return
-            await anyio.sleep(0.01)
+    state = Env(app, add, mul, xsum, boom, slow_add, record, errback, calls)
+    async with app:
+        try:
+            async with app.worker(concurrency=50, shutdown_timeout=5):
+                yield state
+        finally:
+            await remove_chord_queues(app, state.groups)
 
 
 def parents(result: AsyncResult[Any]) -> list[AsyncResult[Any]]:
@@ -169,9 +193,14 @@ async def test_failing_chain_step_stops_the_chain(env: Env) -> None:
 
 async def test_chain_with_task_options(env: Env) -> None:
     other = f"{env.app.default_queue}.other"
-    async with env.app.worker([other], concurrency=2):
-        canvas = env.add.s(1, 1) | env.add.s(2).set(queue=other) | env.mul.s(3)
-        assert await (await canvas.delay()).get(timeout=TIMEOUT) == 12
+    try:
+        async with env.app.worker([other], concurrency=2):
+            canvas = env.add.s(1, 1) | env.add.s(2).set(queue=other) | env.mul.s(3)
+            assert await (await canvas.delay()).get(timeout=TIMEOUT) == 12
+    finally:
+        for name in (other, dlq_name(other)):
+            await env.app.transport.delete_queue(name)
+        await env.app.transport.delete_exchange(other)
 
 
 # -- groups -----------------------------------------------------------------------------
@@ -234,7 +263,7 @@ async def test_task_then_group_gives_each_member_the_result(env: Env) -> None:
 
 
 async def test_chord(env: Env) -> None:
-    result = await chord((env.mul.s(i, i) for i in range(10)), env.xsum.s()).delay()
+    result = env.track(await chord((env.mul.s(i, i) for i in range(10)), env.xsum.s()).delay())
 
     assert await result.get(timeout=TIMEOUT) == sum(i * i for i in range(10))
     header = result.parent
@@ -245,7 +274,7 @@ async def test_chord(env: Env) -> None:
 
 async def test_chord_body_gets_results_in_member_order_and_runs_once(env: Env) -> None:
     members = [env.slow_add.s(i, 0, (29 - i) / 300) for i in range(30)]
-    result = await chord(members, env.record.s("body")).delay()
+    result = env.track(await chord(members, env.record.s("body")).delay())
 
     assert await result.get(timeout=TIMEOUT) == [list(range(30)), "body"]
     await anyio.sleep(0.1)  # let any (wrong) second firing show up
@@ -253,24 +282,26 @@ async def test_chord_body_gets_results_in_member_order_and_runs_once(env: Env) -
 
 
 async def test_chord_with_immutable_body(env: Env) -> None:
-    result = await chord([env.add.s(1, 1), env.add.s(2, 2)], env.record.si("done")).delay()
+    result = env.track(
+        await chord([env.add.s(1, 1), env.add.s(2, 2)], env.record.si("done")).delay()
+    )
     assert await result.get(timeout=TIMEOUT) == ["done"]
 
 
 async def test_empty_chord_runs_its_body_with_no_results(env: Env) -> None:
-    result = await chord([], env.xsum.s()).delay()
+    result = env.track(await chord([], env.xsum.s()).delay())
     assert await result.get(timeout=TIMEOUT) == 0
 
 
 async def test_group_then_task_is_a_chord(env: Env) -> None:
-    result = await (group(env.add.s(i, 1) for i in range(5)) | env.xsum.s()).delay()
+    result = env.track(await (group(env.add.s(i, 1) for i in range(5)) | env.xsum.s()).delay())
     assert await result.get(timeout=TIMEOUT) == 15
     assert isinstance(result.parent, GroupResult)
 
 
 async def test_chord_then_task(env: Env) -> None:
     canvas = chord([env.add.s(1, 1), env.add.s(2, 2)], env.xsum.s()) | env.mul.s(10) | env.add.s(1)
-    result = await canvas.delay()
+    result = env.track(await canvas.delay())
     assert await result.get(timeout=TIMEOUT) == 61
     assert await result.parent.get(timeout=TIMEOUT) == 60  # type: ignore[union-attr]
 
@@ -281,20 +312,20 @@ async def test_chord_in_the_middle_of_a_chain(env: Env) -> None:
         chord([env.add.s(10), env.add.s(20), env.mul.s(5)], env.xsum.s()),
         env.add.s(1000),
     )
-    result = await canvas.delay()
+    result = env.track(await canvas.delay())
     assert await result.get(timeout=TIMEOUT) == 12 + 22 + 10 + 1000
 
 
 async def test_chord_with_chain_members(env: Env) -> None:
     canvas = chord([chain(env.add.s(1, 1), env.mul.s(3)), env.add.s(5, 5)], env.xsum.s())
-    result = await canvas.delay()
+    result = env.track(await canvas.delay())
     assert await result.get(timeout=TIMEOUT) == 16
     assert env.called("xsum") == [[6, 10]]
 
 
 async def test_failing_chord_member_fails_the_chord(env: Env) -> None:
     members = [env.add.s(1, 1), env.boom.s(3), env.add.s(2, 2)]
-    result = await (chord(members, env.xsum.s()) | env.record.s("after")).delay()
+    result = env.track(await (chord(members, env.xsum.s()) | env.record.s("after")).delay())
 
     with pytest.raises(ValueError, match="boom 3"):
         await result.get(timeout=TIMEOUT)
@@ -313,7 +344,7 @@ async def test_failing_chord_member_fails_the_chord(env: Env) -> None:
 async def test_chord_member_chain_failing_before_its_last_step_fails_the_chord(env: Env) -> None:
     # The failed chain never reaches the step that would record the chord's part.
     members = [chain(env.add.s(1, 1), env.boom.s(), env.record.s("never")), env.add.s(2, 2)]
-    result = await chord(members, env.xsum.s()).delay()
+    result = env.track(await chord(members, env.xsum.s()).delay())
 
     with pytest.raises(ValueError, match="boom 2"):
         await result.get(timeout=TIMEOUT)
@@ -326,7 +357,7 @@ async def test_chord_member_chain_failing_before_its_last_step_fails_the_chord(e
 
 async def test_unknown_task_in_a_chain_fails_the_rest(env: Env) -> None:
     unknown = Signature("canvas.not_registered", app=env.app)
-    result = await chain(env.add.s(1, 1), unknown, env.record.s("never")).delay()
+    result = env.track(await chain(env.add.s(1, 1), unknown, env.record.s("never")).delay())
 
     with pytest.raises(UnknownTaskError, match="not_registered"):
         await result.get(timeout=TIMEOUT)
@@ -339,14 +370,14 @@ async def test_chord_member_with_bad_arguments_fails_the_chord(env: Env) -> None
     unknown = Signature("canvas.not_registered")
     bad_args = env.add.s(1, 2, 3)
     for members in ([env.add.s(1, 1), unknown], [bad_args, env.add.s(1, 1)]):
-        result = await chord(members, env.xsum.s()).delay()
+        result = env.track(await chord(members, env.xsum.s()).delay())
         with pytest.raises((UnknownTaskError, ArgumentsError)):
             await result.get(timeout=TIMEOUT)
     assert env.called("xsum") == []
 
 
 async def test_chord_with_several_failures_reports_one(env: Env) -> None:
-    result = await chord([env.boom.s(i) for i in range(5)], env.xsum.s()).delay()
+    result = env.track(await chord([env.boom.s(i) for i in range(5)], env.xsum.s()).delay())
     with pytest.raises(ValueError, match=r"boom \d") as caught:
         await result.get(timeout=TIMEOUT)
     assert str(caught.value) in {f"boom {i}" for i in range(5)}
@@ -410,16 +441,16 @@ async def test_link_on_a_chain_step(env: Env) -> None:
     assert env.called("record") == [[2, "first"]]
 
 
-# -- redelivery -------------------------------------------------------------------------
+# -- what the worker is sent by others -------------------------------------------------
 
 
 async def test_members_redelivered_after_the_chord_fired_do_not_fire_it_again(
-    queue_name: str,
+    make_app: MakeApp,
 ) -> None:
     """What RabbitMQ does when a worker dies after the chord fired but before it acked
     the members: it delivers them again. Here the same member messages are published a
     second time, and the body must not run again."""
-    app = App("canvas-redelivery", default_queue=queue_name)
+    app = make_app("canvas-redelivery")
     calls: list[Any] = []
 
     @app.task(name="redelivery.add")
@@ -439,15 +470,73 @@ async def test_members_redelivered_after_the_chord_fired_do_not_fire_it_again(
     members = plan(freeze(chord([add.s(1, 1), add.s(2, 2)], body.s()).to_dict(), None))
     # One task at a time, in queue order: what a member sets in motion runs before
     # anything published after it has been processed.
-    async with app, app.worker(concurrency=1) as worker:
-        await app.publish_plan(members)
-        await eventually(lambda: worker.processed == 3)  # two members and the body
-        assert calls == ["add", "add", ("body", [2, 4])]
+    async with app:
+        try:
+            async with app.worker(concurrency=1) as worker:
+                await app.broker.publish_plan(members)
+                await eventually(lambda: worker.processed == 3, TIMEOUT)  # members and body
+                assert calls == ["add", "add", ("body", [2, 4])]
 
-        for outgoing in members.messages:
-            await app.publish(outgoing.message, outgoing.options)
-        await eventually(lambda: worker.processed >= 5)
-        await mark.delay()  # queued after a body the redelivered members might have fired
-        await eventually(lambda: "mark" in calls)
+                for outgoing in members.messages:
+                    await app.broker.publish_task(outgoing.message, outgoing.options)
+                await eventually(lambda: worker.processed >= 5, TIMEOUT)
+                await mark.delay()  # queued after a body the redelivered members might fire
+                await eventually(lambda: "mark" in calls, TIMEOUT)
+        finally:
+            await remove_chord_queues(app, set(members.chords))
 
     assert calls == ["add", "add", ("body", [2, 4]), "add", "add", "mark"]
+
+
+async def test_chord_without_chord_size_fails_its_promise(make_app: MakeApp) -> None:
+    """A chord whose members carry no chord_size (as Celery clients send them) fails the
+    chord's promise with a clear error instead of leaving it waiting."""
+    app = make_app("sizeless")
+
+    @app.task
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @app.task
+    async def total(values: list[int]) -> int:
+        return sum(values)
+
+    async with app, app.worker(concurrency=4):
+        await app.results.start()
+        node = freeze(chord([double.s(1), double.s(2)], total.s()).to_dict(), app.results.reply_to)
+        body_id = node["kwargs"]["body"]["options"]["task_id"]
+        todo = plan(node)
+        try:
+            for outgoing in todo.messages:
+                embedded = dict(outgoing.message.chord or {})
+                embedded["options"] = {
+                    k: v for k, v in embedded["options"].items() if k != "chord_size"
+                }
+                message = outgoing.message.model_copy(update={"chord": embedded})
+                await app.broker.publish_task(message)
+            with pytest.raises(MalformedMessageError, match="chord_size"):
+                await AsyncResult(body_id, app.results).get(timeout=TIMEOUT)
+            # The worker still serves.
+            assert await (await double.delay(21)).get(timeout=TIMEOUT) == 42
+        finally:
+            await remove_chord_queues(app, set(todo.chords))
+
+
+async def test_unserialisable_step_fails_the_chain(make_app: MakeApp) -> None:
+    """A chain step whose result cannot be serialised fails the chain with EncodeError;
+    the worker goes on serving."""
+    app = make_app("unserialisable")
+
+    @app.task
+    async def make_object(x: int) -> object:
+        return object()
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async with app, app.worker(concurrency=4):
+        result = await (make_object.s(1) | add.s(1)).delay()
+        with pytest.raises(EncodeError, match="make_object"):
+            await result.get(timeout=TIMEOUT)
+        assert await (await add.delay(1, 2)).get(timeout=TIMEOUT) == 3

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-
+import anyio
 import pytest
 
-from aioqueue import App
+from tests.e2e.conftest import MakeApp
 
 pytestmark = pytest.mark.anyio
 
+TIMEOUT = 20  # generous: only there so that a broken test fails instead of hanging
 
-async def test_apply_async_links(queue_name: str) -> None:
-    app = App("links", default_queue=queue_name)
+
+async def test_apply_async_links(make_app: MakeApp) -> None:
+    app = make_app("links")
     seen: list[tuple[str, object]] = []
-    done = asyncio.Event()
+    done = anyio.Event()
 
     @app.task
     async def add(x: int, y: int) -> int:
@@ -34,11 +35,12 @@ async def test_apply_async_links(queue_name: str) -> None:
         ok = await add.apply_async(
             (1, 2), link=[record.s("first"), record.s("second")], link_error=record.s("never")
         )
-        assert await ok.get(timeout=10) == 3
+        assert await ok.get(timeout=TIMEOUT) == 3
         failed = await fail.apply_async((5,), link=record.s("never"), link_error=record.s("error"))
         with pytest.raises(ValueError):
-            await failed.get(timeout=10)
-        await asyncio.wait_for(done.wait(), 10)
+            await failed.get(timeout=TIMEOUT)
+        with anyio.fail_after(TIMEOUT):
+            await done.wait()
     assert sorted(seen, key=lambda s: s[0]) == [
         ("error", failed.id),
         ("first", 3),
