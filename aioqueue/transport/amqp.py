@@ -19,7 +19,10 @@ plain aiormq connections:
   publish in flight on it with it. So the first publish to an exchange on a connection
   checks the exchange with a passive declare on a channel of its own, and a publish that
   failed because another publish closed the shared channel is sent again on the next
-  channel, within ``publish_timeout``: at least once, never silently dropped.
+  channel, within ``publish_timeout``: at least once, never silently dropped. (An
+  exchange deleted after that check still closes the shared channel; aiormq may then
+  write a queued publish after its Channel.CloseOk, which RabbitMQ answers by closing
+  the connection: the publishes are then sent again after the reconnection.)
 - Whatever was delivered but not acked on a lost channel is redelivered by the broker, so
   a delivery whose ack fails for that reason can be left to the redelivery.
 - Leases are exclusive queues: RabbitMQ deletes one with its connection, so a lease frees
@@ -794,6 +797,10 @@ class AmqpTransport:
         if supervisor is not None:
             supervisor.cancel()
             await asyncio.gather(supervisor, return_exceptions=True)
+        checks = list(self._exchange_checks.values())
+        for check in checks:
+            check.cancel()
+        await asyncio.gather(*checks, return_exceptions=True)
         for consumer in list(self._consumers):
             await consumer.close()
         for lease in list(self._holders.values()):
