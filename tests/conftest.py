@@ -7,6 +7,7 @@ where they fail: CI must never pass by skipping the broker.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -18,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from aioqueue.topology import dlq_name
-from aioqueue.transport.amqp import AmqpTransport
+from tests.helpers import delete_topology
 from tests.processes import WorkerProcesses
 
 AMQP_HOST = os.environ.get("AIOQUEUE_TEST_AMQP_HOST", "127.0.0.1")
@@ -29,7 +29,14 @@ AMQP_PORT = int(os.environ.get("AIOQUEUE_TEST_AMQP_PORT", "5672"))
 @pytest.fixture(
     params=[
         pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+        pytest.param(
+            ("asyncio", {"use_uvloop": True}),
+            id="uvloop",
+            # uvloop is optional: without it, the suite runs on asyncio's own loop only.
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed"
+            ),
+        ),
     ]
 )
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
@@ -80,14 +87,7 @@ def queue_name() -> str:
 async def amqp_queue(amqp_url: str, queue_name: str) -> AsyncIterator[str]:
     """``queue_name``, whose topology (queue, ``.dlq``, exchange) is removed at teardown."""
     yield queue_name
-    transport = AmqpTransport(amqp_url)
-    await transport.connect()
-    try:
-        for name in (queue_name, dlq_name(queue_name)):
-            await transport.delete_queue(name)
-        await transport.delete_exchange(queue_name)
-    finally:
-        await transport.aclose()
+    await delete_topology(amqp_url, queue_name)
 
 
 @pytest.fixture

@@ -6,9 +6,11 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from aioqueue.topology import dlq_name
+from aioqueue.transport.amqp import AmqpTransport
 from aioqueue.transport.base import Delivery, Envelope, Transport
 
-__all__ = ("eventually", "receive")
+__all__ = ("delete_topology", "eventually", "receive")
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 20) -> None:
@@ -44,3 +46,15 @@ async def receive(
     finally:
         await consumer.close()
     return got[:count]
+
+
+async def delete_topology(amqp_url: str, queue: str) -> None:
+    """Delete ``queue``, its ``.dlq`` and its exchange from RabbitMQ."""
+    transport = AmqpTransport(amqp_url)
+    await transport.connect()
+    try:
+        for name in (queue, dlq_name(queue)):
+            await transport.delete_queue(name)
+        await transport.delete_exchange(queue)
+    finally:
+        await transport.aclose()

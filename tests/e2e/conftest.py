@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from aioqueue import App
-from aioqueue.topology import dlq_name
-from aioqueue.transport.amqp import AmqpTransport
 from aioqueue.transport.base import Transport
 from aioqueue.transport.memory import MemoryTransport
+from tests.helpers import delete_topology
 
 MakeApp = Callable[..., App]
 
@@ -43,11 +42,4 @@ async def make_app(broker: str | Transport, queue_name: str) -> AsyncIterator[Ma
 
     yield make
     if isinstance(broker, str):
-        transport = AmqpTransport(broker)
-        await transport.connect()
-        try:
-            for name in (queue_name, dlq_name(queue_name)):
-                await transport.delete_queue(name)
-            await transport.delete_exchange(queue_name)
-        finally:
-            await transport.aclose()
+        await delete_topology(broker, queue_name)

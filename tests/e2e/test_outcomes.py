@@ -78,11 +78,7 @@ async def test_bad_input_reaches_a_dlq_deleted_behind_the_cache(
     app = make_app("dlq-again")
     async with app, app.worker(concurrency=2):
         await app.transport.delete_queue(dlq_name(queue_name))
-        result = await app.send_task("outcomes.not_registered")
-        with pytest.raises(UnknownTaskError):
-            await result.get(timeout=TIMEOUT)
-        (parked,) = await receive(app.transport, dlq_name(queue_name))
-        assert parked.headers["task"] == "outcomes.not_registered"
+        await _unknown_task_reaches_the_dlq(app, queue_name)
 
 
 async def test_a_queue_declared_elsewhere_with_other_arguments_still_gets_its_dlq(
@@ -92,11 +88,15 @@ async def test_a_queue_declared_elsewhere_with_other_arguments_still_gets_its_dl
     async with app:
         await app.transport.declare_queue(QueueSpec(queue_name, arguments={"x-max-priority": 3}))
         async with app.worker(concurrency=2):
-            result = await app.send_task("outcomes.not_registered")
-            with pytest.raises(UnknownTaskError):
-                await result.get(timeout=TIMEOUT)
-        (parked,) = await receive(app.transport, dlq_name(queue_name))
-        assert parked.headers["task"] == "outcomes.not_registered"
+            await _unknown_task_reaches_the_dlq(app, queue_name)
+
+
+async def _unknown_task_reaches_the_dlq(app: App, queue_name: str) -> None:
+    result = await app.send_task("outcomes.not_registered")
+    with pytest.raises(UnknownTaskError):
+        await result.get(timeout=TIMEOUT)
+    (parked,) = await receive(app.transport, dlq_name(queue_name))
+    assert parked.headers["task"] == "outcomes.not_registered"
 
 
 async def test_a_group_published_in_part_says_what_was_sent(
