@@ -117,8 +117,18 @@ def part_body(message: TaskMessage, state: ResultMessage) -> dict[str, Any]:
     }
 
 
-async def record_part(broker: Broker, message: TaskMessage, state: ResultMessage) -> None:
-    """Record a finished header member and, if the chord is decided, act on it once."""
+async def record_part(
+    broker: Broker,
+    message: TaskMessage,
+    state: ResultMessage,
+    *,
+    lock_wait: float = LOCK_WAIT_SECONDS,
+) -> None:
+    """Record a finished header member and, if the chord is decided, act on it once.
+
+    :param lock_wait: seconds to wait for the chord's lock while other passes hold it.
+    :raises BrokerError: the lock stayed taken that long.
+    """
     body = message.chord or {}
     options = body.get("options") or {}
     group_id = message.group or options.get("group_id")
@@ -133,7 +143,7 @@ async def record_part(broker: Broker, message: TaskMessage, state: ResultMessage
     part = Envelope(body=codec.encode(part_body(message, state)))
     await broker.send(part, queue, mandatory=True)
     min_count = size if state.status is State.SUCCESS else 1
-    batch = await _take(broker, queue, min_count)
+    batch = await _take(broker, queue, min_count, lock_wait)
     try:
         parts = [codec.decode(e.body, e.content_type) for e in batch.envelopes]
         decision = decide(parts, size) if parts else Decision("wait")
@@ -155,12 +165,14 @@ async def record_part(broker: Broker, message: TaskMessage, state: ResultMessage
     log.debug("chord %s fired", group_id)
 
 
-async def _take(broker: Broker, queue: str, min_count: int) -> Batch:
+async def _take(
+    broker: Broker, queue: str, min_count: int, lock_wait: float = LOCK_WAIT_SECONDS
+) -> Batch:
     delay = _RETRY_DELAY
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    deadline = time.monotonic() + lock_wait
     while (batch := await broker.transport.take_all(queue, min_count=min_count)) is None:
         if time.monotonic() > deadline:
-            raise BrokerError(f"{queue}: its lock stayed taken for {LOCK_WAIT_SECONDS:g} s")
+            raise BrokerError(f"{queue}: its lock stayed taken for {lock_wait:g} s")
         await asyncio.sleep(delay)
         delay = min(delay * 2, _RETRY_DELAY_MAX)
     return batch
