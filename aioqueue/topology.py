@@ -38,6 +38,7 @@ __all__ = (
     "Exchange",
     "Queue",
     "chord_queue",
+    "chord_run_lease",
     "delay_topology",
     "dlq_name",
     "reply_queue",
@@ -133,6 +134,12 @@ def chord_queue(group_id: str, expires_s: float) -> QueueSpec:
     complete (its members were purged, say).
     """
     return QueueSpec(f"{CHORD_PREFIX}{group_id}", arguments={"x-expires": int(expires_s * 1000)})
+
+
+def chord_run_lease(task_id: str) -> str:
+    """The lease a worker holds while it runs ``task_id``, published by a chord's firing
+    (see ``aioqueue.worker.chord``): a copy of it waits meanwhile."""
+    return f"{CHORD_PREFIX}{task_id}.run"
 
 
 def reply_queue(client_id: str, expires_s: float) -> QueueSpec:

@@ -50,7 +50,7 @@ from ..message import ResultMessage, TaskMessage, utc_now
 from ..registry import Registry
 from ..routing import Route
 from ..task import Task
-from ..topology import CHORD_PREFIX, Queue, delay_topology, dlq_name
+from ..topology import Queue, chord_run_lease, delay_topology, dlq_name
 from ..transport.base import Consumer, Delivery, Envelope, Publish
 from . import chord, execute
 from .completion import Followups, followups
@@ -111,7 +111,8 @@ class Worker:
         self._watchers: set[asyncio.Task[None]] = set()
         self._running: set[asyncio.Task[Any]] = set()
         self._failure: BrokerError | None = None
-        # Made in start(), inside the loop the worker runs in.
+        # Made again in start(): asyncio primitives belong to the first loop that waits
+        # on them, and a worker may run again in another loop.
         self._slots = asyncio.Semaphore(concurrency)
         self._idle = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -129,11 +130,6 @@ class Worker:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-    @property
-    def threads_busy(self) -> int:
-        """Threads running sync task functions now (those past their time limit too)."""
-        return self._threads.busy
 
     async def start(self) -> None:
         """Connect, declare each queue's topology (with its ``.dlq``) and start consuming.
@@ -287,7 +283,7 @@ class Worker:
     ) -> None:
         """A message a chord's firing published: run it unless a copy of it ran
         (``aioqueue.worker.chord`` says why there may be copies)."""
-        lease = await self.broker.transport.acquire_lease(f"{CHORD_PREFIX}{message.id}")
+        lease = await self.broker.transport.acquire_lease(chord_run_lease(message.id))
         if lease is None:
             # A copy runs elsewhere right now: this one looks again a little later.
             await self._delay(delivery, _COPY_RECHECK_MS)
