@@ -80,8 +80,9 @@ _RESUBSCRIBE_DELAY_MAX = 5.0
 _PUBLISH_ATTEMPTS = 5
 # How long closing a channel or the connection may take before it is abandoned.
 _CLOSE_TIMEOUT = 5.0
-# Queue definitions remembered for consumers to declare their queue again after a
-# reconnection; bounded, because queues that expire on their own are never deleted.
+# Queue definitions and bindings remembered for consumers to declare their queue again
+# after a reconnection; bounded, because queues that expire on their own are never
+# deleted. A consumer keeps its own copy.
 _SPECS_KEPT = 1024
 # How long a state read waits for another reader (at most publish_timeout).
 _STATE_LOCK_WAIT = 5.0
@@ -486,9 +487,10 @@ class _Consumer:
 
     It stops when its channel closes (the connection went, or the broker closed the
     channel) or when the broker cancels it (its queue was deleted, a cluster node went).
-    After a lost connection its queue is declared again first, from the definition it was
-    declared with, since an exclusive queue went with the connection; after a cancel it
-    is not, so that a deleted queue stays deleted and the consumer is reported lost.
+    After a lost connection its queue is declared and bound again first, as it was
+    declared and bound on this transport, since an exclusive queue went with the
+    connection; after a cancel it is not, so that a deleted queue stays deleted and the
+    consumer is reported lost.
     """
 
     def __init__(
@@ -496,13 +498,15 @@ class _Consumer:
         transport: AmqpTransport,
         queue: str,
         spec: QueueSpec | None,
+        bindings: list[Binding],
         handler: Handler,
         prefetch: int,
         no_ack: bool,
     ) -> None:
         self._transport = transport
-        self._queue = queue
+        self.queue = queue
         self._spec = spec
+        self.bindings = bindings
         self._handler = handler
         self._prefetch = prefetch
         self._no_ack = no_ack
@@ -526,7 +530,7 @@ class _Consumer:
         await self._stop_watching()
         channel = self._channel
         if channel is not None and not channel.is_closed:
-            with _map_errors("cancel consumer of %r", self._queue):
+            with _map_errors("cancel consumer of %r", self.queue):
                 await channel.basic_cancel(self._tag)
 
     async def close(self) -> None:
@@ -535,7 +539,7 @@ class _Consumer:
         try:
             await self.cancel()
         except BrokerError as exc:
-            log.debug("cancelling consumer of %r: %s", self._queue, exc)
+            log.debug("cancelling consumer of %r: %s", self.queue, exc)
         self._stopped = "closed"
         self._transport._consumers.discard(self)
         await _close_quietly(self._channel)
@@ -544,7 +548,7 @@ class _Consumer:
         return await asyncio.shield(self._lost)
 
     async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
-        await self._handler(_Delivery(message, self._queue, self._no_ack))
+        await self._handler(_Delivery(message, self.queue, self._no_ack))
 
     def _on_cancel(self, frame: spec.Basic.Cancel) -> None:
         if frame.consumer_tag == self._tag and not self._broker_cancel.done():
@@ -562,11 +566,14 @@ class _Consumer:
             try:
                 await self._transport.declare_queue(self._spec)
             except PreconditionFailedError as exc:
-                log.warning("consumer of %r: using the queue as it is: %s", self._queue, exc)
+                log.warning("consumer of %r: using the queue as it is: %s", self.queue, exc)
+        if declare:
+            for binding in list(self.bindings):
+                await self._transport.bind(binding)
         channel = self._channel
         try:
             if channel is None or channel.is_closed or channel.connection is not connection:
-                action = f"consume {self._queue!r}"
+                action = f"consume {self.queue!r}"
                 channel = await _open_channel(connection, action, publisher_confirms=False)
                 self._channel = channel
                 channel.on_consumer_cancel_callbacks.add(self._on_cancel)
@@ -574,9 +581,9 @@ class _Consumer:
                     await channel.basic_qos(prefetch_count=self._prefetch)
             if self._broker_cancel.done():
                 self._broker_cancel = asyncio.get_running_loop().create_future()
-            with _map_errors("consume %r", self._queue):
+            with _map_errors("consume %r", self.queue):
                 await channel.basic_consume(
-                    self._queue, self._on_message, no_ack=self._no_ack, consumer_tag=self._tag
+                    self.queue, self._on_message, no_ack=self._no_ack, consumer_tag=self._tag
                 )
         except BaseException:
             # The next attempt starts on a fresh channel.
@@ -603,7 +610,7 @@ class _Consumer:
                 why = "the connection was lost"
             else:
                 why = f"its channel closed ({await _close_reason(channel)!r})"
-            log.warning("consumer of %r stopped: %s; consuming again", self._queue, why)
+            log.warning("consumer of %r stopped: %s; consuming again", self.queue, why)
             error = await self._resubscribe(declare=lost_connection)
             if error is not None:
                 await self._lose(error)
@@ -628,12 +635,12 @@ class _Consumer:
                 failures += 1
                 if failures >= _RESUBSCRIBE_ATTEMPTS:
                     return BrokerError(
-                        f"consumer of queue {self._queue!r} stopped and could not start "
+                        f"consumer of queue {self.queue!r} stopped and could not start "
                         f"again ({failures} attempts): {exc}"
                     )
                 log.warning(
                     "consumer of %r: consuming again failed (%s); attempt %d of %d in %.1f s",
-                    self._queue,
+                    self.queue,
                     exc,
                     failures + 1,
                     _RESUBSCRIBE_ATTEMPTS,
@@ -642,7 +649,7 @@ class _Consumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RESUBSCRIBE_DELAY_MAX)
             else:
-                log.info("consumer of %r consuming again", self._queue)
+                log.info("consumer of %r consuming again", self.queue)
                 return None
 
     async def _lose(self, error: BrokerError) -> None:
@@ -706,6 +713,13 @@ def _compact_state(
     return values, sorted(garbage)
 
 
+def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > _SPECS_KEPT:
+        table.popitem(last=False)
+
+
 class _Session:
     """The asyncio objects of one event loop, created inside it."""
 
@@ -753,6 +767,7 @@ class AmqpTransport:
         self._exchanges: set[str] = set()
         self._exchange_checks: dict[str, asyncio.Task[None]] = {}
         self._specs: OrderedDict[str, QueueSpec] = OrderedDict()
+        self._bindings: OrderedDict[str, list[Binding]] = OrderedDict()
         self._consumers: set[_Consumer] = set()
         # Lock queues held (or being taken: None) by this transport.
         self._holders: dict[str, _Lease | None] = {}
@@ -945,10 +960,7 @@ class AmqpTransport:
 
     async def declare_queue(self, spec: QueueSpec) -> None:
         await self._declare_queue(spec)
-        self._specs[spec.name] = spec
-        self._specs.move_to_end(spec.name)
-        while len(self._specs) > _SPECS_KEPT:
-            self._specs.popitem(last=False)
+        _remember(self._specs, spec.name, spec)
 
     async def _declare_queue(self, spec: QueueSpec) -> None:
         await self._declare(
@@ -971,10 +983,17 @@ class AmqpTransport:
                 arguments=binding.arguments or None,
             ),
         )
+        bindings = self._bindings.get(binding.queue, [])
+        if binding not in bindings:
+            _remember(self._bindings, binding.queue, [*bindings, binding])
+        for consumer in self._consumers:
+            if consumer.queue == binding.queue and binding not in consumer.bindings:
+                consumer.bindings.append(binding)
 
     async def delete_queue(self, name: str) -> None:
         await self._declare(f"delete queue {name!r}", lambda channel: channel.queue_delete(name))
         self._specs.pop(name, None)
+        self._bindings.pop(name, None)
 
     async def delete_exchange(self, name: str) -> None:
         await self._declare(
@@ -1258,7 +1277,15 @@ class AmqpTransport:
         self, queue: str, handler: Handler, *, prefetch: int, no_ack: bool = False
     ) -> _Consumer:
         self._loop_state()
-        consumer = _Consumer(self, queue, self._specs.get(queue), handler, prefetch, no_ack)
+        consumer = _Consumer(
+            self,
+            queue,
+            self._specs.get(queue),
+            list(self._bindings.get(queue, [])),
+            handler,
+            prefetch,
+            no_ack,
+        )
         try:
             await consumer.start()
         except BaseException:

@@ -8,7 +8,7 @@ import pytest
 
 from aioqueue.exceptions import BrokerError
 from aioqueue.transport.amqp import AmqpTransport
-from aioqueue.transport.base import Delivery, Envelope, QueueSpec
+from aioqueue.transport.base import Binding, Delivery, Envelope, ExchangeSpec, QueueSpec
 
 from ._support import close_connections, eventually, needs_rabbitmqctl
 from .conftest import MakeTransport
@@ -40,20 +40,27 @@ async def test_consumers_resume_after_a_reconnection(
     durable, exclusive = f"{queue_name}.durable", f"{queue_name}.exclusive"
     await transport.declare_queue(QueueSpec(durable))
     await transport.declare_queue(QueueSpec(exclusive, durable=False, exclusive=True))
+    broadcast = f"{queue_name}.broadcast"
+    await transport.declare_exchange(ExchangeSpec(broadcast, "fanout"))
     inbox, replies = _Inbox(), _Inbox()
     consumers = [
         await transport.consume(durable, inbox, prefetch=5),
         await transport.consume(exclusive, replies, prefetch=5, no_ack=True),
     ]
+    # Bound after it is consumed: the binding is restored with the queue all the same.
+    await transport.bind(Binding(exclusive, broadcast))
     await _reconnected(amqp_url, transport)
     # The exclusive queue went with the old connection; its consumer declared it again.
     await transport.publish(Envelope(body=b"after"), routing_key=durable, mandatory=True)
     await eventually(lambda: inbox.bodies == [b"after"])
     await transport.publish(Envelope(body=b"reply"), routing_key=exclusive, mandatory=True)
     await eventually(lambda: replies.bodies == [b"reply"])
+    await transport.publish(Envelope(body=b"to all"), exchange=broadcast, routing_key="")
+    await eventually(lambda: replies.bodies == [b"reply", b"to all"])
     for consumer in consumers:
         await consumer.close()
     await transport.delete_queue(durable)
+    await transport.delete_exchange(broadcast)
 
 
 @needs_rabbitmqctl

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from aioqueue.transport.amqp import AmqpTransport
-from aioqueue.transport.base import Envelope, QueueSpec
+from aioqueue.transport.base import Binding, Envelope, ExchangeSpec, QueueSpec
 
 from ._support import close_connections, eventually, needs_rabbitmqctl, queue_names
 from .conftest import MakeTransport
@@ -52,12 +52,17 @@ async def test_bookkeeping_does_not_grow_with_queues(
 ) -> None:
     # White-box: what the transport keeps per queue name must not outlive the queue.
     transport = await make_amqp()
+    exchange = f"{queue_name}.x"
+    await transport.declare_exchange(ExchangeSpec(exchange, "fanout"))
     for i in range(200):
         name = f"{queue_name}.{i}"
         await transport.declare_queue(QueueSpec(name))
+        await transport.bind(Binding(name, exchange))
         batch = await transport.take_all(name, min_count=0)
         assert batch is not None
         await batch.release()
         await transport.delete_queue(name)
     assert len(transport._specs) == 0
+    assert len(transport._bindings) == 0
     assert len(transport._holders) == 0
+    await transport.delete_exchange(exchange)
