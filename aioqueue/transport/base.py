@@ -8,9 +8,12 @@ held by a connection: chord passes, the beat leader) and a *state queue* (a dura
 store of one value per key: beat's last-run times, dynamic schedules, revocations).
 
 Declarations are made once and are not repeated by the transport after a reconnection,
-except for the queues it consumes: :attr:`Transport.generation` changes on every
-(re)connection so that a caller's "declared already" cache knows when to start over.
-Two implementations ship with aioqueue: ``amqp.py`` (RabbitMQ through aio-pika) and
+except for the queues it consumes (declared and bound again before consuming resumes):
+:attr:`Transport.generation` changes on every (re)connection so that a caller's
+"declared already" cache knows when to start over. Operations before the first
+:meth:`Transport.connect` connect implicitly; after :meth:`Transport.aclose` they raise
+:class:`~aioqueue.exceptions.BrokerConnectionError` until ``connect`` is called again.
+Two implementations ship with aioqueue: ``amqp.py`` (RabbitMQ through aiormq) and
 ``memory.py`` (in-process); ``aioqueue.testing.check_transport`` is the conformance suite
 both pass. Application code should not need to call this API directly.
 """
@@ -225,9 +228,17 @@ class Transport(Protocol):
         Consumers are closed and leases lost; declared topology and state stay.
         """
 
-    async def declare_exchange(self, spec: ExchangeSpec) -> None: ...
+    async def declare_exchange(self, spec: ExchangeSpec) -> None:
+        """Declare ``spec`` (idempotent).
 
-    async def declare_queue(self, spec: QueueSpec) -> None: ...
+        :raises PreconditionFailedError: it exists with another type or durability.
+        """
+
+    async def declare_queue(self, spec: QueueSpec) -> None:
+        """Declare ``spec`` (idempotent).
+
+        :raises PreconditionFailedError: it exists with other arguments.
+        """
 
     async def bind(self, binding: Binding) -> None: ...
 
@@ -238,11 +249,14 @@ class Transport(Protocol):
     async def publish(
         self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
     ) -> None:
-        """Publish and wait for the broker's confirm.
+        """Publish and wait for the broker's confirm, within the transport's publish timeout.
 
         :param mandatory: fail instead of dropping a message no queue would receive.
-        :raises PublishError: the broker refused it, or (mandatory) it was unroutable.
-        :raises BrokerConnectionError: the connection is gone.
+        :raises PublishError: the broker refused it (e.g. the exchange does not exist, named
+            in the message), or (mandatory) it was unroutable. Other publishes are not
+            affected.
+        :raises BrokerConnectionError: the connection is gone, or the broker did not
+            confirm in time.
         """
 
     async def take_all(self, queue: str, *, min_count: int) -> Batch | None:
