@@ -18,9 +18,9 @@ import anyio
 import pytest
 
 from aioqueue import App
-from aioqueue.topology import CHORD_PREFIX, dlq_name
-from aioqueue.transport.amqp import AmqpTransport
+from aioqueue.topology import CHORD_PREFIX
 from tests.faults.worker_app import create_app
+from tests.helpers import delete_topology
 from tests.processes import CLI, TIMEOUT, WorkerProcess, WorkerProcesses
 
 APP = "tests.faults.worker_app:app"
@@ -96,18 +96,6 @@ class Cluster:
         return names
 
 
-async def remove_queues(amqp_url: str, queues: list[str], exchanges: list[str]) -> None:
-    transport = AmqpTransport(amqp_url)
-    await transport.connect()
-    try:
-        for name in queues:
-            await transport.delete_queue(name)
-        for name in exchanges:
-            await transport.delete_exchange(name)
-    finally:
-        await transport.aclose()
-
-
 @pytest.fixture
 async def cluster(
     amqp_url: str, queue_name: str, tmp_path: Path, worker_processes: WorkerProcesses
@@ -117,12 +105,11 @@ async def cluster(
     state = Cluster(amqp_url, queue_name, tmp_path / "runs.log", client, worker_processes)
     try:
         async with client:
-            yield state
+            try:
+                yield state
+            finally:
+                await worker_processes.aclose()
+                for group_id in state.chords:
+                    await client.transport.delete_queue(f"{CHORD_PREFIX}{group_id}")
     finally:
-        try:
-            await worker_processes.aclose()
-        finally:
-            chord_queues = [f"{CHORD_PREFIX}{group_id}" for group_id in state.chords]
-            await remove_queues(
-                amqp_url, [queue_name, dlq_name(queue_name), *chord_queues], [queue_name]
-            )
+        await delete_topology(amqp_url, queue_name)
