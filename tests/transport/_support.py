@@ -7,8 +7,6 @@ import contextlib
 import re
 import shutil
 import subprocess
-import time
-from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -56,18 +54,6 @@ def connection_names(amqp_url: str) -> list[str]:
         if host == vhost and found:
             names.append(found.group(1))
     return names
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 20) -> None:
-    """Wait until ``check()`` is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = check()
-        if outcome if isinstance(outcome, bool) else await outcome:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 class Proxy:
@@ -145,6 +131,11 @@ class Proxy:
 
 def queue_names(amqp_url: str) -> set[str]:
     """The queues of the test vhost, as the broker lists them."""
+    return set(consumer_counts(amqp_url))
+
+
+def consumer_counts(amqp_url: str) -> dict[str, int]:
+    """How many consumers each queue of the test vhost has, as the broker lists them."""
     out = subprocess.run(
         [
             "rabbitmqctl",
@@ -154,10 +145,12 @@ def queue_names(amqp_url: str) -> set[str]:
             "-p",
             vhost_of(amqp_url),
             "name",
+            "consumers",
         ],
         check=True,
         capture_output=True,
         text=True,
         timeout=60,
     ).stdout
-    return {line.strip() for line in out.splitlines() if line.strip()}
+    rows = (line.split() for line in out.splitlines() if line.strip())
+    return {row[0]: int(row[1]) for row in rows}
