@@ -5,7 +5,7 @@ The package is layered; a module imports only modules of the layers above it:
 1. vocabulary: ``exceptions``, ``message`` (the protocol v2 wire models),
    ``serialization``, ``config``, ``options``;
 2. transport: ``transport/`` (``base`` interface, ``memory``, ``amqp``: the only
-   module importing aio-pika);
+   module importing the AMQP library, aiormq);
 3. pure domain: ``topology`` (what is declared, every broker name), ``routing``
    (options -> a route), ``results/base``, ``result``, ``canvas``, ``task``,
    ``registry``, ``builtins``;

@@ -90,6 +90,7 @@ class App:
             default_queue=default_queue,
             publish_timeout=publish_timeout,
             chord_expires=chord_expires,
+            result_expires=result_expires,
         )
         self.name = name
         self.registry = Registry(exception_modules)

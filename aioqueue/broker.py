@@ -70,6 +70,7 @@ class Broker:
         self._generation = -1
         # Created inside the running loop: a broker may be opened again in another loop.
         self._connecting: asyncio.Lock | None = None
+        self._declaring: asyncio.Lock | None = None
         self._connected = False
 
     @property
@@ -100,7 +101,7 @@ class Broker:
         if self._owns_transport:
             await self.transport.aclose()
         self._connected = False
-        self._connecting = None
+        self._connecting = self._declaring = None
         self._declared.clear()
 
     # -- deciding ------------------------------------------------------------------------
@@ -145,15 +146,24 @@ class Broker:
         knows another definition, is used as it is, with a warning; its ``.dlq`` and
         binding are declared all the same, so nothing is dead-lettered into nowhere.
         """
-        declared = self._fresh()
-        if queue.name in declared:
+        if queue.name in self._fresh():
             return
-        exchange, specs, binding = queue.topology()
-        await self.transport.declare_exchange(exchange)
-        for spec in specs:
-            await self._declare_queue(spec)
-        await self.transport.bind(binding)
-        declared.add(queue.name)
+        # One declaration at a time: a group's first members must not all declare.
+        async with self._declaring_lock():
+            declared = self._fresh()
+            if queue.name in declared:
+                return
+            exchange, specs, binding = queue.topology()
+            await self.transport.declare_exchange(exchange)
+            for spec in specs:
+                await self._declare_queue(spec)
+            await self.transport.bind(binding)
+            declared.add(queue.name)
+
+    def _declaring_lock(self) -> asyncio.Lock:
+        if self._declaring is None:
+            self._declaring = asyncio.Lock()
+        return self._declaring
 
     async def _declare_queue(self, spec: QueueSpec) -> None:
         try:
@@ -169,12 +179,15 @@ class Broker:
     async def declare_delay(self, bucket_ms: int) -> str:
         """Declare one delay bucket (see ``aioqueue.topology``), once; returns its exchange."""
         exchange, spec, binding = delay_topology(bucket_ms)
-        declared = self._fresh()
-        if spec.name not in declared:
-            await self.transport.declare_exchange(exchange)
-            await self.transport.declare_queue(spec)
-            await self.transport.bind(binding)
-            declared.add(spec.name)
+        if spec.name in self._fresh():
+            return exchange.name
+        async with self._declaring_lock():
+            declared = self._fresh()
+            if spec.name not in declared:
+                await self.transport.declare_exchange(exchange)
+                await self.transport.declare_queue(spec)
+                await self.transport.bind(binding)
+                declared.add(spec.name)
         return exchange.name
 
     async def declare_chord(self, group_id: str) -> str:

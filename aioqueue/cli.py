@@ -137,7 +137,7 @@ def banner(app: App, worker: Worker) -> str:
     """The start-up banner: versions, broker (password masked), results, queues, tasks."""
     rows = [
         ("aioqueue", f"{__version__} ({app.name}@{socket.gethostname()} pid {os.getpid()})"),
-        ("aio-pika", _version("aio-pika")),
+        ("aio-pika", f"{_version('aio-pika')} (aiormq {_version('aiormq')})"),
         ("python", f"{platform.python_version()} ({_loop_name()})"),
         ("broker", f"{mask_url(app.broker_url)} ({app.transport.server_version})"),
         ("results", app.result_backend_url or "disabled"),

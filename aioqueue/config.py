@@ -34,18 +34,16 @@ class AppConfig:
     default_queue: str
     publish_timeout: float
     chord_expires: float
+    result_expires: float
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ConfigurationError("an app needs a name")
         if not self.default_queue:
             raise ConfigurationError("default_queue must not be empty")
-        if self.publish_timeout <= 0:
-            raise ConfigurationError(
-                f"publish_timeout must be positive, got {self.publish_timeout}"
-            )
-        if self.chord_expires <= 0:
-            raise ConfigurationError(f"chord_expires must be positive, got {self.chord_expires}")
+        for name in ("publish_timeout", "chord_expires", "result_expires"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)}")
         if self.broker_url is not None:
             broker_scheme(self.broker_url)
         result_backend_scheme(self.result_backend)
@@ -86,7 +84,7 @@ def result_backend_scheme(url: str | None) -> Literal["rpc", "disabled"]:
 
 
 def amqp_url(url: str) -> str:
-    """``url`` as aio-pika expects it (Celery's ``pyamqp://`` and ``//`` vhost spelling)."""
+    """``url`` as the AMQP library expects it (Celery's ``pyamqp://`` and ``//`` vhost spelling)."""
     parts = urlsplit(url)
     scheme = "amqp" if parts.scheme == "pyamqp" else parts.scheme
     path = "/%2F" if parts.path in ("//",) else parts.path

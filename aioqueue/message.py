@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .exceptions import MalformedMessageError
 
@@ -109,14 +109,6 @@ class TaskMessage(BaseModel):
     reply_to: str | None = None
     priority: int | None = None
 
-    @field_validator("eta", "expires")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        # A time without a zone is UTC, as Celery reads it with its default timezone.
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
-
     def headers(self) -> dict[str, Any]:
         """The AMQP headers table: every protocol v2 key, then the user's extra headers."""
         headers: dict[str, Any] = {
@@ -190,7 +182,7 @@ class TaskMessage(BaseModel):
             elif value is not None and key != "lang":
                 fields[key] = value
         try:
-            return cls(
+            message = cls(
                 args=args,
                 kwargs=kwargs,
                 callbacks=embed.get("callbacks"),
@@ -207,6 +199,12 @@ class TaskMessage(BaseModel):
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
             )
             raise MalformedMessageError(f"task {headers['task']!r}: {problems}") from None
+        if _naive(message.eta) or _naive(message.expires):
+            # A time without a zone is UTC, as Celery reads it with its default timezone.
+            message = message.model_copy(
+                update={"eta": _utc(message.eta), "expires": _utc(message.expires)}
+            )
+        return message
 
 
 class ResultMessage(BaseModel):
@@ -236,6 +234,14 @@ class ResultMessage(BaseModel):
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
+
+
+def _naive(value: datetime | None) -> bool:
+    return value is not None and value.tzinfo is None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if _naive(value) else value  # type: ignore[union-attr]
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -68,6 +68,7 @@ class RpcBackend:
         self._spec = reply_queue(str(uuid.uuid4()), reply_queue_expires)
         # task id -> (monotonic time it arrived, state), oldest first.
         self._states: OrderedDict[str, tuple[float, ResultMessage]] = OrderedDict()
+        self._next_prune = 0.0
         # One future per waiting caller, so that one timing out or being cancelled
         # leaves the others alone.
         self._waiters: dict[str, list[asyncio.Future[ResultMessage]]] = {}
@@ -182,6 +183,10 @@ class RpcBackend:
 
     def _prune(self, now: float) -> None:
         states = self._states
+        if len(states) <= self._max_unclaimed and now < self._next_prune:
+            return
+        # Ageing is checked at most a few times a second, not for every result.
+        self._next_prune = now + min(self._unclaimed_ttl, 1.0) / 4
         while len(states) > self._max_unclaimed:
             dropped, _ = states.popitem(last=False)
             log.warning("dropping unclaimed result of task %s (max_unclaimed reached)", dropped)

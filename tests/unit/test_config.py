@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from aioqueue import App
 from aioqueue.config import amqp_url, broker_scheme, mask_url, result_backend_scheme
 from aioqueue.exceptions import ConfigurationError
 
@@ -69,3 +70,9 @@ def test_result_backend_scheme() -> None:
 )
 def test_amqp_url_spellings(url: str, expected: str) -> None:
     assert amqp_url(url) == expected
+
+
+@pytest.mark.parametrize("option", ["publish_timeout", "chord_expires", "result_expires"])
+def test_durations_must_be_positive(option: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{option} must be positive"):
+        App("bad", **{option: 0})
