@@ -18,6 +18,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeVar, overload
 
+from .beat import Beat
 from .broker import Broker
 from .builtins import builtin_tasks
 from .canvas import Canvas, Signature, freeze, plan, result_of
@@ -116,6 +117,9 @@ class App:
             )
         else:
             self.results = DisabledBackend(self.registry.exception_modules)
+        #: Periodic tasks: entries in code and at runtime, and the scheduler
+        #: (``async with app.beat:``; see :class:`aioqueue.beat.Beat`).
+        self.beat = Beat(name, self.broker, self.registry)
         for builtin_name, fn in builtin_tasks(self.registry).items():
             self.task(name=builtin_name)(fn)
 

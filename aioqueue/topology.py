@@ -27,6 +27,7 @@ from typing import Any
 from .transport.base import Binding, ExchangeSpec, ExchangeType, QueueSpec
 
 __all__ = (
+    "BEAT_ENTRIES",
     "BEAT_LEASE",
     "BEAT_STATE",
     "CHORD_PREFIX",
@@ -37,6 +38,7 @@ __all__ = (
     "REVOKED_STATE",
     "Exchange",
     "Queue",
+    "beat_names",
     "chord_queue",
     "chord_run_lease",
     "delay_topology",
@@ -54,6 +56,7 @@ EVENTS_EXCHANGE = "celeryev"
 # revocation keep.
 BEAT_LEASE = "aioqueue.beat.leader"
 BEAT_STATE = "aioqueue.beat"
+BEAT_ENTRIES = "aioqueue.beat.entries"
 REVOKED_STATE = "aioqueue.revoked"
 
 
@@ -140,6 +143,14 @@ def chord_run_lease(task_id: str) -> str:
     """The lease a worker holds while it runs ``task_id``, published by a chord's firing
     (see ``aioqueue.worker.chord``): a copy of it waits meanwhile."""
     return f"{CHORD_PREFIX}{task_id}.run"
+
+
+def beat_names(app: str) -> tuple[str, str, str]:
+    """The lease, last-run store and runtime-entry store of app ``app``'s beat.
+
+    Per app: two apps sharing a vhost each have their own leader and entries.
+    """
+    return f"{BEAT_LEASE}.{app}", f"{BEAT_STATE}.{app}", f"{BEAT_ENTRIES}.{app}"
 
 
 def reply_queue(client_id: str, expires_s: float) -> QueueSpec:

@@ -23,7 +23,9 @@ RANKS = {
     "aioqueue.options": 2,
     "aioqueue.beat.schedule": 3,
     "aioqueue.beat.crontab": 3,
-    "aioqueue.beat": 4,
+    "aioqueue.beat.entry": 4,
+    "aioqueue.beat.scheduler": 14,
+    "aioqueue.beat": 15,
     "aioqueue.transport.base": 3,
     "aioqueue.transport.memory": 4,
     "aioqueue.transport.amqp": 4,
@@ -54,7 +56,7 @@ RANKS = {
 }
 
 # The runtimes (and what they are made of) never see the composition root.
-RUNTIMES = ("aioqueue.worker",)
+RUNTIMES = ("aioqueue.worker", "aioqueue.beat")
 
 
 def _modules() -> list[str]:

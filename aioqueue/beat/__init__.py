@@ -1,4 +1,4 @@
-"""Beat: periodic tasks. This package holds the schedule maths.
+"""Beat: periodic tasks: the schedule maths, entries, and the scheduler runtime.
 
 A schedule answers one question, pure and with the clock passed in: when does the entry
 fire next after ``now``? :class:`every` fires on a fixed grid of instants,
@@ -12,8 +12,10 @@ Celery's ``crontab`` is.
 from __future__ import annotations
 
 from .crontab import crontab as crontab
+from .entry import Entry as Entry
 from .schedule import Schedule as Schedule
 from .schedule import at as at
 from .schedule import every as every
+from .scheduler import Beat as Beat
 
-__all__ = ("Schedule", "at", "crontab", "every")
+__all__ = ("Beat", "Entry", "Schedule", "at", "crontab", "every")

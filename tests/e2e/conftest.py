@@ -38,7 +38,8 @@ async def make_app(broker: str | Transport, queue_name: str) -> AsyncIterator[Ma
 
     def make(name: str, **options: Any) -> App:
         options.setdefault("default_queue", queue_name)
-        return App(name, broker=broker, **options)
+        options.setdefault("broker", broker)
+        return App(name, **options)
 
     yield make
     if isinstance(broker, str):
