@@ -9,6 +9,7 @@ import asyncio
 import gc
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import platform
@@ -16,27 +17,34 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 
 from ._version import __version__
 from .app import App
+from .beat import Schedule, at, crontab, every
+from .canvas import Signature
 from .config import mask_url
-from .exceptions import AioQueueError
+from .exceptions import AioQueueError, ConfigurationError
 from .worker import Worker
 
 __all__ = ("main",)
 
 log = logging.getLogger("aioqueue.cli")
 
+T = TypeVar("T")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aioqueue`` console script; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command != "worker":
+    if args.command not in ("worker", "beat"):
         parser.print_help()
         return 2
+    if args.app is None:
+        parser.error(f"{args.command}: the following arguments are required: -A/--app")
     logging.basicConfig(
         level=args.loglevel.upper(),
         format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s",
@@ -46,15 +54,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ImportError, AttributeError, TypeError) as exc:
         print(f"error: cannot load app {args.app!r}: {exc}", file=sys.stderr)
         return 2
-    queues = [q for q in (args.queues or "").split(",") if q] or None
-    worker = app.worker(
-        queues=queues,
-        concurrency=args.concurrency,
-        prefetch=args.prefetch,
-        shutdown_timeout=args.shutdown_timeout,
-    )
     try:
-        return _run(lambda: _serve(app, worker))
+        if args.command == "beat" and args.action in ("add", "remove", "list"):
+            return _run(lambda: _beat_command(app, args))
+        worker = None
+        if args.command == "worker":
+            queues = [q for q in (args.queues or "").split(",") if q] or None
+            worker = app.worker(
+                queues=queues,
+                concurrency=args.concurrency,
+                prefetch=args.prefetch,
+                shutdown_timeout=args.shutdown_timeout,
+            )
+        with_beat = args.command == "beat" or args.beat
+        return _run(lambda: _serve(app, worker, with_beat))
     except AioQueueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -63,9 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aioqueue", description="aioqueue task queue")
     parser.add_argument("--version", action="version", version=f"aioqueue {__version__}")
+    common = _common(app_required=True)
     commands = parser.add_subparsers(dest="command")
-    worker = commands.add_parser("worker", help="run a worker")
-    worker.add_argument("-A", "--app", required=True, help="the app, as module:attribute")
+    worker = commands.add_parser("worker", help="run a worker", parents=[common])
     worker.add_argument("-Q", "--queues", help="comma-separated queues (default: the app's)")
     worker.add_argument(
         "-c",
@@ -76,18 +89,89 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--prefetch", type=int, help="unacked messages per queue")
     worker.add_argument(
-        "-l",
-        "--loglevel",
-        default=os.environ.get("AIOQUEUE_LOGLEVEL", "info"),
-        choices=["debug", "info", "warning", "error", "critical"],
-    )
-    worker.add_argument(
         "--shutdown-timeout",
         type=float,
         default=30.0,
         help="seconds running tasks may take to finish on SIGTERM (default 30)",
     )
+    worker.add_argument(
+        "-B", "--beat", action="store_true", help="run beat in this worker too (one leads)"
+    )
+    # Its own -A is optional: ``aioqueue beat add -A ...`` gives it to the action.
+    beat = commands.add_parser(
+        "beat", help="run beat, or change its runtime entries", parents=[_common(False)]
+    )
+    actions = beat.add_subparsers(dest="action")
+    add = actions.add_parser("add", help="add or replace a runtime entry", parents=[common])
+    add.add_argument("name")
+    when = add.add_mutually_exclusive_group(required=True)
+    when.add_argument("--every", type=float, metavar="SECONDS")
+    when.add_argument("--crontab", metavar="EXPRESSION")
+    when.add_argument("--at", metavar="ISO-TIME")
+    add.add_argument("--tz", default="UTC", help="the crontab's timezone (default UTC)")
+    add.add_argument("--task", required=True, help="the task's registered name")
+    add.add_argument("--args", default="[]", help="positional arguments, as JSON")
+    add.add_argument("--kwargs", default="{}", help="keyword arguments, as JSON")
+    add.add_argument("--queue")
+    add.add_argument("--catch-up", default="once", choices=["skip", "once", "all"])
+    remove = actions.add_parser("remove", help="remove a runtime entry", parents=[common])
+    remove.add_argument("name")
+    actions.add_parser("list", help="list every entry", parents=[common])
     return parser
+
+
+def _common(app_required: bool) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-A", "--app", required=app_required, help="the app, as module:attribute")
+    common.add_argument(
+        "-l",
+        "--loglevel",
+        default=os.environ.get("AIOQUEUE_LOGLEVEL", "info"),
+        choices=["debug", "info", "warning", "error", "critical"],
+    )
+    return common
+
+
+async def _beat_command(app: App, args: argparse.Namespace) -> int:
+    async with app:
+        if args.action == "list":
+            for entry in (await app.beat.entries()).values():
+                print(entry.describe())
+            return 0
+        if args.action == "remove":
+            await app.beat.remove(args.name)
+            print(f"removed {args.name}")
+            return 0
+        entry = await app.beat.add(
+            args.name,
+            _schedule(args),
+            Signature(args.task, tuple(_json(args.args, list)), _json(args.kwargs, dict)),
+            queue=args.queue,
+            catch_up=args.catch_up,
+        )
+        print(f"added {entry.describe()}")
+        return 0
+
+
+def _schedule(args: argparse.Namespace) -> Schedule:
+    if args.every is not None:
+        return every(args.every)
+    if args.crontab is not None:
+        return crontab(args.crontab, tz=args.tz)
+    try:
+        return at(datetime.fromisoformat(args.at))
+    except ValueError:
+        raise ConfigurationError(f"--at {args.at!r} is not an ISO time") from None
+
+
+def _json(text: str, kind: type[T]) -> T:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"{text!r} is not JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise ConfigurationError(f"{text!r} is not a JSON {kind.__name__}")
+    return value
 
 
 def load_app(spec: str) -> App:
@@ -102,46 +186,56 @@ def load_app(spec: str) -> App:
     return app
 
 
-async def _serve(app: App, worker: Worker) -> int:
-    """Run ``worker`` until SIGINT/SIGTERM (0) or until it cannot consume a queue (1)."""
+async def _serve(app: App, worker: Worker | None, with_beat: bool) -> int:
+    """Run a worker and/or beat until SIGINT/SIGTERM (0) or until the worker cannot
+    consume a queue (1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with app:
-        await worker.start()
-        print(banner(app, worker), flush=True)
+        if worker is not None:
+            await worker.start()
+        if with_beat:
+            await app.beat.start()
+        print(banner(app, worker, with_beat), flush=True)
         # What start-up created lives as long as the process: keep it out of every
         # full collection (tens of thousands of objects, scanned again and again).
         gc.freeze()
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(worker.wait_failed())]
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        if worker is not None:
+            waits.append(asyncio.ensure_future(worker.wait_failed()))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
                 wait.cancel()
-        failed = waits[1].done() and not waits[1].cancelled()
+        failed = len(waits) > 1 and waits[1].done() and not waits[1].cancelled()
         if failed:
             print(f"error: {waits[1].result()}; stopping", file=sys.stderr, flush=True)
         else:
             log.info("stopping: no new tasks, waiting for running ones")
-        # A second signal stops waiting for running tasks.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, worker.hurry)
-        await worker.stop()
-    log.info("worker stopped")
+        await app.beat.stop()
+        if worker is not None:
+            # A second signal stops waiting for running tasks.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, worker.hurry)
+            await worker.stop()
+    log.info("stopped")
     return 1 if failed else 0
 
 
-def banner(app: App, worker: Worker) -> str:
-    """The start-up banner: versions, broker (password masked), results, queues, tasks."""
+def banner(app: App, worker: Worker | None = None, with_beat: bool = False) -> str:
+    """The start-up banner: versions, broker (password masked), results, queues, tasks,
+    and beat: its role and entries."""
     rows = [
         ("aioqueue", f"{__version__} ({app.name}@{socket.gethostname()} pid {os.getpid()})"),
         ("aio-pika", f"{_version('aio-pika')} (aiormq {_version('aiormq')})"),
         ("python", f"{platform.python_version()} ({_loop_name()})"),
         ("broker", f"{mask_url(app.broker_url)} ({app.transport.server_version})"),
         ("results", app.result_backend_url or "disabled"),
-        *worker.describe(),
+        *(worker.describe() if worker is not None else []),
+        *(app.beat.describe() if with_beat else []),
     ]
     # Celery's built-ins (celery.map, ...) are always there; list the app's own tasks.
     tasks = app.registry.user_tasks() or ["(none)"]

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from ..exceptions import ConfigurationError
 from .crontab import crontab
-from .schedule import Schedule, at, every
+from .schedule import EPOCH, Schedule, at, every
 
 __all__ = (
     "MAX_CATCH_UP",
@@ -156,10 +156,10 @@ def next_wake(entry: Entry, last: datetime | None, now: datetime) -> datetime | 
 def encode_schedule(schedule: Schedule) -> dict[str, Any]:
     """The JSON form of a schedule."""
     if isinstance(schedule, every):
-        return {
-            "every": schedule.interval.total_seconds(),
-            "anchor": schedule.anchor.isoformat(),
-        }
+        data: dict[str, Any] = {"every": schedule.interval.total_seconds()}
+        if schedule.anchor != EPOCH:
+            data["anchor"] = schedule.anchor.isoformat()
+        return data
     if isinstance(schedule, crontab):
         return {"crontab": schedule.expression, "tz": schedule.tz.key}
     if isinstance(schedule, at):

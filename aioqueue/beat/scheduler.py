@@ -226,6 +226,10 @@ class Beat:
         """Connect, try once to lead (so :attr:`role` is known), then run in the
         background until :meth:`stop`."""
         await self._broker.connect()
+        try:
+            await self.entries()  # the runtime ones too, for the banner
+        except BrokerError as exc:
+            log.warning("beat: cannot read the runtime entries yet: %s", exc)
         lease = await self._try_lead()
         self._runner = asyncio.create_task(self._run(lease), name="aioqueue-beat")
 
