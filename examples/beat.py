@@ -27,7 +27,9 @@ EVERY = float(os.environ.get("AIOQUEUE_BEAT_EVERY", "10"))
 app = App("beat-example", broker=BROKER, default_queue=os.environ.get("AIOQUEUE_QUEUE", "celery"))
 
 
-@app.task
+# Named as a worker started with ``-A examples.beat:app`` knows it, also when this file
+# runs as ``__main__``.
+@app.task(name="examples.beat.double_hour")
 async def double_hour() -> int:
     """The current hour (UTC), multiplied by 2."""
     doubled = datetime.now(UTC).hour * 2

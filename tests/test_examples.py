@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,14 +13,17 @@ import anyio
 import anyio.to_thread
 import pytest
 
+from tests.helpers import delete_topology
 from tests.processes import ONE_LOOP, WorkerProcesses
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 45
 
 
-def _run(*args: str, broker: str, queue: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AIOQUEUE_BROKER": broker}
+def _run(
+    *args: str, broker: str, queue: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env or {}), "AIOQUEUE_BROKER": broker}
     if queue is not None:
         env["AIOQUEUE_QUEUE"] = queue
     return subprocess.run(
@@ -69,3 +73,28 @@ async def test_service_and_publisher(
     assert out.returncode == 0, out.stderr
     assert "result: 42" in out.stdout
     assert await worker.stop(signal.SIGTERM, timeout=TIMEOUT) == 0, worker.stderr()
+
+
+def _check_beat(out: subprocess.CompletedProcess[str]) -> None:
+    assert out.returncode == 0, out.stderr
+    assert "beat is leader" in out.stdout, out.stdout
+    assert "double-hour: examples.beat.double_hour every 1 s" in out.stdout, out.stdout
+    doubled = [line for line in out.stdout.splitlines() if "double_hour() = " in line]
+    assert len(doubled) >= 2, out.stdout
+    hour = int(doubled[-1].split(":")[0])
+    assert doubled[-1].endswith(f"= {hour * 2}") or hour == 23, doubled  # unless the hour turned
+    assert "beat example finished" in out.stdout
+
+
+def test_beat_example_on_memory() -> None:
+    env = {"AIOQUEUE_BEAT_EVERY": "1", "AIOQUEUE_BEAT_SECONDS": "3.5"}
+    _check_beat(_run("-m", "examples.beat", broker="memory://", env=env))
+
+
+@pytest.mark.amqp
+def test_beat_example_on_rabbitmq(amqp_url: str, queue_name: str) -> None:
+    env = {"AIOQUEUE_BEAT_EVERY": "1", "AIOQUEUE_BEAT_SECONDS": "3.5"}
+    try:
+        _check_beat(_run("-m", "examples.beat", broker=amqp_url, queue=queue_name, env=env))
+    finally:
+        asyncio.run(delete_topology(amqp_url, queue_name))
