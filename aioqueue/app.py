@@ -68,6 +68,9 @@ class App:
         activity (also once it completed, for members redelivered late).
     :param result_expires: seconds a result that arrived is kept for a caller that has
         not asked for it yet; older ones are dropped (their status reads PENDING).
+    :param heartbeat: AMQP heartbeat in seconds (unless the URL gives ``heartbeat=``): a
+        peer whose network went away is noticed after about two of them, by RabbitMQ
+        (which then frees the beat lease it held) and by this process.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class App:
         publish_timeout: float = 30.0,
         chord_expires: float = 86_400.0,
         result_expires: float = 3_600.0,
+        heartbeat: int = 10,
     ) -> None:
         self.config = AppConfig(
             name=name,
@@ -96,7 +100,7 @@ class App:
         self.name = name
         self.registry = Registry(exception_modules)
         if isinstance(broker, str):
-            transport = _make_transport(broker, name, publish_timeout)
+            transport = _make_transport(broker, name, publish_timeout, heartbeat)
         else:
             transport = broker
         self.broker = Broker(
@@ -343,7 +347,9 @@ class _TaskDecorator:
         return self._register(fn)
 
 
-def _make_transport(url: str, name: str, publish_timeout: float) -> Transport:
+def _make_transport(url: str, name: str, publish_timeout: float, heartbeat: int) -> Transport:
     if broker_scheme(url) == "memory":
         return MemoryTransport()
-    return AmqpTransport(amqp_url(url), publish_timeout=publish_timeout, connection_name=name)
+    return AmqpTransport(
+        amqp_url(url, heartbeat), publish_timeout=publish_timeout, connection_name=name
+    )

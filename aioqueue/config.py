@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .exceptions import ConfigurationError
 
@@ -83,12 +83,16 @@ def result_backend_scheme(url: str | None) -> Literal["rpc", "disabled"]:
     )
 
 
-def amqp_url(url: str) -> str:
-    """``url`` as the AMQP library expects it (Celery's ``pyamqp://`` and ``//`` vhost spelling)."""
+def amqp_url(url: str, heartbeat: int | None = None) -> str:
+    """``url`` as the AMQP library expects it (Celery's ``pyamqp://`` and ``//`` vhost
+    spelling), asking for ``heartbeat`` seconds unless the URL names its own."""
     parts = urlsplit(url)
     scheme = "amqp" if parts.scheme == "pyamqp" else parts.scheme
     path = "/%2F" if parts.path in ("//",) else parts.path
-    return urlunsplit((scheme, parts.netloc, path, parts.query, parts.fragment))
+    query = parts.query
+    if heartbeat is not None and "heartbeat" not in parse_qs(query):
+        query = f"{query}&heartbeat={heartbeat}" if query else f"heartbeat={heartbeat}"
+    return urlunsplit((scheme, parts.netloc, path, query, parts.fragment))
 
 
 def mask_url(url: str) -> str:

@@ -76,3 +76,10 @@ def test_amqp_url_spellings(url: str, expected: str) -> None:
 def test_durations_must_be_positive(option: str) -> None:
     with pytest.raises(ConfigurationError, match=f"{option} must be positive"):
         App("bad", **{option: 0})
+
+
+def test_a_heartbeat_is_asked_for_unless_the_url_names_one() -> None:
+    assert amqp_url("amqp://h//", 10) == "amqp://h/%2F?heartbeat=10"
+    assert amqp_url("amqp://h/v?x=1", 10) == "amqp://h/v?x=1&heartbeat=10"
+    assert amqp_url("amqp://h/v?heartbeat=2", 10) == "amqp://h/v?heartbeat=2"
+    assert amqp_url("amqp://h/v") == "amqp://h/v"
