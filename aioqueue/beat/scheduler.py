@@ -275,11 +275,13 @@ class Beat:
         transport = self._broker.transport
         last = _last_runs(await transport.state_read(self._state))
         lost = asyncio.ensure_future(lease.wait_lost())
+        entries = await self.entries()
+        refreshed = utc_now().timestamp()
         try:
             while lease.held:
                 now = utc_now()
-                wake = now.timestamp() + self.poll
-                for entry in (await self.entries()).values():
+                wake = refreshed + self.poll
+                for entry in entries.values():
                     slots, record = due(entry, last.get(entry.name), now)
                     if record is not None and record != last.get(entry.name):
                         if not lease.held:
@@ -295,6 +297,11 @@ class Beat:
                     following = next_wake(entry, last.get(entry.name), now)
                     if following is not None:
                         wake = min(wake, following.timestamp())
+                if utc_now().timestamp() >= refreshed + self.poll:
+                    # After the ticks, not before: reading the store must not delay them.
+                    entries = await self.entries()
+                    refreshed = utc_now().timestamp()
+                    continue
                 delay = max(0.0, wake - utc_now().timestamp())
                 await asyncio.wait([lost], timeout=delay)
         finally:
