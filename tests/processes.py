@@ -82,6 +82,7 @@ class WorkerProcesses:
         self.directory = directory
         self.started: list[WorkerProcess] = []
         self.open: list[WorkerProcess] = []  # not closed by aclose() yet
+        self._numbered = 0  # names the stderr files: counted before any await
 
     async def start(
         self,
@@ -89,23 +90,27 @@ class WorkerProcesses:
         *args: str,
         env: Mapping[str, str] | None = None,
         launcher: Sequence[str] = CLI,
+        command: str = "worker",
     ) -> WorkerProcess:
-        """``python <launcher> worker -A <app> <args>``, returned past its banner.
+        """``python <launcher> <command> -A <app> <args>``, returned past its banner.
 
         :param env: added to the environment (``PYTHONPATH`` reaches this repository).
         :param launcher: what follows ``python``; ``("-c", code)`` runs other code
             first, which must end by calling ``aioqueue.cli.main()``.
+        :param command: ``"worker"``, or ``"beat"`` (a standalone beat, which prints a
+            banner too).
         """
         environment = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             **(env or {}),
         }
-        command = [sys.executable, *launcher, "worker", "-A", app, *args]
-        log = self.directory / f"worker-{len(self.started) + 1}.log"
+        argv = [sys.executable, *launcher, command, "-A", app, *args]
+        self._numbered += 1
+        log = self.directory / f"{command}-{self._numbered}.log"
         with log.open("wb") as stderr:
             process = await anyio.open_process(
-                command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=stderr
+                argv, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=stderr
             )
         worker = WorkerProcess(process, log)
         self.started.append(worker)
@@ -114,13 +119,18 @@ class WorkerProcesses:
         return worker
 
     async def start_many(
-        self, n: int, app: str, *args: str, env: Mapping[str, str] | None = None
+        self,
+        n: int,
+        app: str,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        command: str = "worker",
     ) -> list[WorkerProcess]:
-        """``n`` workers started concurrently, in the order they got ready."""
+        """``n`` workers (or beats) started concurrently, in the order they got ready."""
         started: list[WorkerProcess] = []
 
         async def one() -> None:
-            started.append(await self.start(app, *args, env=env))
+            started.append(await self.start(app, *args, env=env, command=command))
 
         async with anyio.create_task_group() as tg:
             for _ in range(n):
