@@ -33,6 +33,7 @@ and set aside; beat keeps running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import datetime
 from types import TracebackType
@@ -54,6 +55,9 @@ __all__ = ("Beat", "Role")
 log = logging.getLogger("aioqueue.beat")
 
 Role = Literal["stopped", "standby", "leader"]
+
+# How long stop() lets a leader finish the pass it is in.
+_STOP_WAIT = 10.0
 
 
 class _Canvas(Protocol):
@@ -83,6 +87,7 @@ class Beat:
         self._set_aside: set[str] = set()
         self.role: Role = "stopped"
         self._runner: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.sent = 0
 
     # -- entries in code -----------------------------------------------------------
@@ -230,14 +235,22 @@ class Beat:
             await self.entries()  # the runtime ones too, for the banner
         except BrokerError as exc:
             log.warning("beat: cannot read the runtime entries yet: %s", exc)
+        self._stopping = asyncio.Event()  # of this loop: beat may run again in another
         lease = await self._try_lead()
         self._runner = asyncio.create_task(self._run(lease), name="aioqueue-beat")
 
     async def stop(self) -> None:
-        """Stop scheduling; a leader gives its lease up for a standby to take."""
+        """Stop scheduling; a leader gives its lease up for a standby to take.
+
+        A leader first finishes the pass it is in: a slot it recorded is also sent.
+        """
         runner, self._runner = self._runner, None
         if runner is not None:
-            runner.cancel()
+            self._stopping.set()
+            done, _ = await asyncio.wait([runner], timeout=_STOP_WAIT)
+            if not done:
+                log.warning("beat: still busy after %g s; cancelling", _STOP_WAIT)
+                runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
         self.role = "stopped"
 
@@ -251,10 +264,13 @@ class Beat:
         return lease
 
     async def _run(self, lease: Lease | None) -> None:
-        while True:
+        stopping = self._stopping
+        while not stopping.is_set():
             if lease is None:
-                await asyncio.sleep(self.poll)
-                lease = await self._try_lead()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), self.poll)
+                if not stopping.is_set():
+                    lease = await self._try_lead()
                 continue
             log.info("beat: leading")
             try:
@@ -275,10 +291,12 @@ class Beat:
         transport = self._broker.transport
         last = _last_runs(await transport.state_read(self._state))
         lost = asyncio.ensure_future(lease.wait_lost())
+        stopping = asyncio.ensure_future(self._stopping.wait())
         entries = await self.entries()
         refreshed = utc_now().timestamp()
         try:
-            while lease.held:
+            # Stopping is checked between passes only: a slot recorded is also sent.
+            while lease.held and not stopping.done():
                 now = utc_now()
                 wake = refreshed + self.poll
                 for entry in entries.values():
@@ -303,9 +321,10 @@ class Beat:
                     refreshed = utc_now().timestamp()
                     continue
                 delay = max(0.0, wake - utc_now().timestamp())
-                await asyncio.wait([lost], timeout=delay)
+                await asyncio.wait([lost, stopping], timeout=delay, return_when="FIRST_COMPLETED")
         finally:
             lost.cancel()
+            stopping.cancel()
 
     async def _send(self, entry: Entry, slot: datetime) -> None:
         node = freeze(entry.tick(slot), None)

@@ -162,6 +162,6 @@ def test_at_refuses_naive_times() -> None:
 def test_the_package_exports_the_schedules() -> None:
     import aioqueue.beat
 
-    assert aioqueue.beat.__all__ == ("Schedule", "at", "crontab", "every")
+    assert aioqueue.beat.__all__ == ("Beat", "Entry", "Schedule", "at", "crontab", "every")
     for name in aioqueue.beat.__all__:
         assert getattr(aioqueue.beat, name).__doc__
