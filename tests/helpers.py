@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -10,7 +12,7 @@ from aioqueue.topology import dlq_name
 from aioqueue.transport.amqp import AmqpTransport
 from aioqueue.transport.base import Delivery, Envelope, Transport
 
-__all__ = ("delete_topology", "eventually", "receive")
+__all__ = ("close_connections", "delete_topology", "eventually", "receive")
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 20) -> None:
@@ -58,3 +60,14 @@ async def delete_topology(amqp_url: str, queue: str) -> None:
         await transport.delete_exchange(queue)
     finally:
         await transport.aclose()
+
+
+def close_connections(amqp_url: str) -> None:
+    """Make RabbitMQ drop every connection of ``amqp_url``'s vhost (blocking)."""
+    vhost = urlsplit(amqp_url).path.lstrip("/") or "/"
+    subprocess.run(
+        ["rabbitmqctl", "close_all_connections", "-p", vhost, "test: broker drops connections"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )

@@ -31,7 +31,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -39,7 +38,7 @@ import pytest
 from aioqueue import App, Signature
 from aioqueue.beat import every
 from tests.faults.beat_app import create_app
-from tests.helpers import delete_topology, eventually
+from tests.helpers import close_connections, delete_topology, eventually
 from tests.processes import CLI, ONE_LOOP, ROOT, TIMEOUT, WorkerProcess, WorkerProcesses
 
 pytestmark = [pytest.mark.anyio, pytest.mark.amqp, ONE_LOOP]
@@ -174,16 +173,6 @@ def gaps(runs: Sequence[float]) -> list[float]:
 
 async def wait_runs(beats: Beats, label: str, count: int, timeout: float = 20) -> None:
     await eventually(lambda: len(beats.runs(label)) >= count, timeout)
-
-
-def _close_connections(amqp_url: str) -> None:
-    vhost = urlsplit(amqp_url).path.lstrip("/") or "/"
-    subprocess.run(
-        ["rabbitmqctl", "close_all_connections", "-p", vhost, "test: broker drops connections"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
 
 
 # -- one leader among three ------------------------------------------------------------
@@ -364,7 +353,7 @@ async def test_beat_resumes_after_the_broker_drops_every_connection(beats: Beats
     drops: list[float] = []
     for _ in range(2):
         await anyio.sleep(0.5)
-        await anyio.to_thread.run_sync(_close_connections, beats.amqp_url)
+        await anyio.to_thread.run_sync(close_connections, beats.amqp_url)
         drops.append(time.time())
         await eventually(lambda: first_after(beats.runs(), drops[-1] + 0.5) is not None, 15)
         await anyio.sleep(3 * interval)

@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-from urllib.parse import urlsplit
 
 import pytest
 
 from aioqueue import App
-from tests.helpers import eventually
+from tests.helpers import close_connections, eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.amqp]
-
-
-def _close_connections(amqp_url: str) -> None:
-    vhost = urlsplit(amqp_url).path.lstrip("/") or "/"
-    subprocess.run(
-        ["rabbitmqctl", "close_all_connections", "-p", vhost, "test: broker drops connections"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
 
 
 @pytest.mark.timeout(120)
@@ -44,7 +32,7 @@ async def test_tasks_survive_dropped_connections(amqp_url: str, amqp_queue: str)
         results = [await slow_double.delay(i) for i in range(20)]
         # Some of them are running (0.3 s each), the others are queued.
         await eventually(lambda: len(started) > 1)
-        await asyncio.to_thread(_close_connections, amqp_url)
+        await asyncio.to_thread(close_connections, amqp_url)
         values = await asyncio.gather(*(r.get(timeout=60) for r in results))
         assert values == [2 * i for i in range(20)]
         # Still serving after the reconnection, both ways.

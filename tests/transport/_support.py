@@ -20,16 +20,6 @@ def vhost_of(amqp_url: str) -> str:
     return urlsplit(amqp_url).path.lstrip("/") or "/"
 
 
-def close_connections(amqp_url: str) -> None:
-    """Make the broker drop every connection of the test vhost (blocking)."""
-    subprocess.run(
-        ["rabbitmqctl", "close_all_connections", "-p", vhost_of(amqp_url), "test: dropped"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
 def connection_names(amqp_url: str) -> list[str]:
     """The ``connection_name`` client property of each connection to the test vhost."""
     out = subprocess.run(

@@ -10,9 +10,9 @@ import pytest
 from aioqueue.exceptions import BrokerError
 from aioqueue.transport.amqp import AmqpTransport
 from aioqueue.transport.base import Binding, Delivery, Envelope, ExchangeSpec, QueueSpec
-from tests.helpers import eventually
+from tests.helpers import close_connections, eventually
 
-from ._support import close_connections, consumer_counts, needs_rabbitmqctl
+from ._support import consumer_counts, needs_rabbitmqctl
 from .conftest import MakeTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.amqp]

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from aioqueue.exceptions import BrokerError
-from tests.helpers import eventually
+from tests.helpers import close_connections, eventually
 
-from ._support import close_connections, needs_rabbitmqctl, queue_names
+from ._support import needs_rabbitmqctl, queue_names
 from .conftest import MakeTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.amqp]

@@ -10,9 +10,9 @@ import pytest
 
 from aioqueue.transport.amqp import AmqpTransport
 from aioqueue.transport.base import Envelope, QueueSpec
-from tests.helpers import eventually
+from tests.helpers import close_connections, eventually
 
-from ._support import close_connections, needs_rabbitmqctl, queue_names
+from ._support import needs_rabbitmqctl, queue_names
 from .conftest import MakeTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.amqp]
