@@ -41,6 +41,11 @@ __all__ = ("App",)
 
 log = logging.getLogger("aioqueue.app")
 
+# Seconds. RabbitMQ drops a silent connection after a few heartbeats: with 1 s, a
+# leader whose network went away loses its lease in about 3 s (a standby then leads
+# within its next poll). Only the lease connection beats this often.
+_LEASE_HEARTBEAT = 1
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -123,7 +128,16 @@ class App:
             self.results = DisabledBackend(self.registry.exception_modules)
         #: Periodic tasks: entries in code and at runtime, and the scheduler
         #: (``async with app.beat:``; see :class:`aioqueue.beat.Beat`).
-        self.beat = Beat(name, self.broker, self.registry)
+        lease_transport = None
+        if isinstance(broker, str) and broker_scheme(broker) == "amqp":
+            # Leadership on a connection of its own with a short heartbeat: RabbitMQ
+            # frees the lease within seconds of a leader's network going away.
+            lease_transport = AmqpTransport(
+                amqp_url(broker, _LEASE_HEARTBEAT),
+                publish_timeout=publish_timeout,
+                connection_name=f"{name} beat lease",
+            )
+        self.beat = Beat(name, self.broker, self.registry, lease_transport=lease_transport)
         for builtin_name, fn in builtin_tasks(self.registry).items():
             self.task(name=builtin_name)(fn)
 

@@ -7,7 +7,9 @@ design, with RabbitMQ as the only shared state:
 - **Leadership** is the transport's lease ``aioqueue.beat.leader.<app>``: on RabbitMQ an
   exclusive queue owned by the leader's connection. Only one connection can hold it,
   and RabbitMQ drops it the moment that connection goes (a process killed closes its
-  socket at once; a network that goes away is noticed by the heartbeat). Standbys ask
+  socket at once; a network that goes away is noticed by the heartbeat, which the app
+  sets to 1 s on a connection kept for the lease alone). A leader checks that it still
+  holds the lease after recording a slot and before sending its tick. Standbys ask
   for the lease every ``poll`` seconds, so one takes over within about ``poll``. An
   exclusive queue was chosen over a single-active-consumer queue because the holder
   learns at once, from its own connection, when it lost it: a leader whose lease is
@@ -45,7 +47,7 @@ from ..exceptions import AioQueueError, BrokerError, ConfigurationError
 from ..message import utc_now
 from ..registry import Registry
 from ..topology import beat_names
-from ..transport.base import Lease
+from ..transport.base import Lease, Transport
 from .crontab import crontab
 from .entry import CatchUp, Entry, decode_entry, due, encode_entry, next_wake
 from .schedule import Schedule, at, every
@@ -73,14 +75,27 @@ class Beat:
         with a warning: the worker that runs it may know it).
     :param poll: seconds between a standby's attempts to lead, and between the
         leader's reads of the runtime entries.
+    :param lease_transport: a connection of its own for the leader lease (started and
+        closed with the beat), e.g. with a short heartbeat, so that RabbitMQ notices
+        within seconds a leader whose network went away; default: the broker's.
     """
 
-    def __init__(self, name: str, broker: Broker, registry: Registry, *, poll: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        broker: Broker,
+        registry: Registry,
+        *,
+        poll: float = 1.0,
+        lease_transport: Transport | None = None,
+    ) -> None:
         if poll <= 0:
             raise ConfigurationError(f"beat poll must be positive, got {poll}")
         self._lease_name, self._state, self._stored = beat_names(name)
         self._broker = broker
         self._registry = registry
+        self._own_leases = lease_transport
+        self._leases = lease_transport or broker.transport
         self.poll = poll
         self._code: dict[str, Entry] = {}
         self._runtime: dict[str, Entry] = {}
@@ -231,6 +246,8 @@ class Beat:
         """Connect, try once to lead (so :attr:`role` is known), then run in the
         background until :meth:`stop`."""
         await self._broker.connect()
+        if self._own_leases is not None:
+            await self._own_leases.connect()
         try:
             await self.entries()  # the runtime ones too, for the banner
         except BrokerError as exc:
@@ -252,11 +269,13 @@ class Beat:
                 log.warning("beat: still busy after %g s; cancelling", _STOP_WAIT)
                 runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
+        if self._own_leases is not None:
+            await self._own_leases.aclose()
         self.role = "stopped"
 
     async def _try_lead(self) -> Lease | None:
         try:
-            lease = await self._broker.transport.acquire_lease(self._lease_name)
+            lease = await self._leases.acquire_lease(self._lease_name)
         except BrokerError as exc:
             log.warning("beat: cannot ask for leadership: %s", exc)
             lease = None
@@ -310,6 +329,8 @@ class Beat:
                             self._state, entry.name, record.isoformat().encode()
                         )
                         last[entry.name] = record
+                        if not lease.held:
+                            return  # lost while recording: another leader may send it
                         for slot in slots:
                             await self._send(entry, slot)
                     following = next_wake(entry, last.get(entry.name), now)
