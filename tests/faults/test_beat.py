@@ -180,7 +180,7 @@ async def wait_runs(beats: Beats, label: str, count: int, timeout: float = 20) -
 
 @pytest.mark.timeout(90)
 async def test_three_beats_send_each_slot_once(beats: Beats) -> None:
-    interval, duration = 2.0, 24.0
+    interval, duration = 2.0, 30.0
     beats.every = interval
     processes = await beats.start_many(3)
     assert sorted(role(p) for p in processes) == ["leader", "standby", "standby"]
