@@ -120,9 +120,8 @@ class Beat:
         catch_up: CatchUp = "once",
     ) -> Entry:
         """Send ``canvas`` every ``interval`` seconds (a fixed grid from ``anchor``)."""
-        return self._define(
-            name, every(interval, anchor), canvas, queue, priority, expires, catch_up
-        )
+        schedule = every(interval, anchor)
+        return self._define(self._entry(name, schedule, canvas, queue, priority, expires, catch_up))
 
     def crontab(
         self,
@@ -141,26 +140,16 @@ class Beat:
         :raises ConfigurationError: the expression is invalid (naming the field).
         """
         schedule = crontab(expression, tz=tz)
-        return self._define(name, schedule, canvas, queue, priority, expires, catch_up)
+        return self._define(self._entry(name, schedule, canvas, queue, priority, expires, catch_up))
 
     def at(self, when: datetime, canvas: _Canvas, *, name: str, queue: str | None = None) -> Entry:
         """Send ``canvas`` once, at ``when``."""
-        return self._define(name, at(when), canvas, queue, None, 0, "once")
+        return self._define(self._entry(name, at(when), canvas, queue, None, 0, "once"))
 
-    def _define(
-        self,
-        name: str,
-        schedule: Schedule,
-        canvas: _Canvas,
-        queue: str | None,
-        priority: int | None,
-        expires: float | None,
-        catch_up: CatchUp,
-    ) -> Entry:
-        if name in self._code:
-            raise ConfigurationError(f"a beat entry named {name!r} is already defined")
-        entry = self._entry(name, schedule, canvas, queue, priority, expires, catch_up)
-        self._code[name] = entry
+    def _define(self, entry: Entry) -> Entry:
+        if entry.name in self._code:
+            raise ConfigurationError(f"a beat entry named {entry.name!r} is already defined")
+        self._code[entry.name] = entry
         return entry
 
     def _entry(

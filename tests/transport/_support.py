@@ -11,6 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from aioqueue.transport.amqp import AmqpTransport
+from tests.helpers import close_connections, eventually
+
 needs_rabbitmqctl = pytest.mark.skipif(
     shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl"
 )
@@ -144,3 +147,11 @@ def consumer_counts(amqp_url: str) -> dict[str, int]:
     ).stdout
     rows = (line.split() for line in out.splitlines() if line.strip())
     return {row[0]: int(row[1]) for row in rows}
+
+
+async def reconnected(amqp_url: str, transport: AmqpTransport) -> None:
+    """Make the broker drop every connection of the vhost; return once ``transport``
+    has connected again."""
+    generation = transport.generation
+    await asyncio.to_thread(close_connections, amqp_url)
+    await eventually(lambda: transport.generation > generation)

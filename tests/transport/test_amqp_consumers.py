@@ -8,11 +8,10 @@ from collections.abc import Awaitable
 import pytest
 
 from aioqueue.exceptions import BrokerError
-from aioqueue.transport.amqp import AmqpTransport
 from aioqueue.transport.base import Binding, Delivery, Envelope, ExchangeSpec, QueueSpec
 from tests.helpers import close_connections, eventually
 
-from ._support import consumer_counts, needs_rabbitmqctl
+from ._support import consumer_counts, needs_rabbitmqctl, reconnected
 from .conftest import MakeTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.amqp]
@@ -25,12 +24,6 @@ class _Inbox:
     async def __call__(self, delivery: Delivery) -> None:
         self.bodies.append(delivery.envelope.body)
         await delivery.ack()
-
-
-async def _reconnected(amqp_url: str, transport: AmqpTransport) -> None:
-    generation = transport.generation
-    await asyncio.to_thread(close_connections, amqp_url)
-    await eventually(lambda: transport.generation > generation)
 
 
 @needs_rabbitmqctl
@@ -51,7 +44,7 @@ async def test_consumers_resume_after_a_reconnection(
     ]
     # Bound after it is consumed: the binding is restored with the queue all the same.
     await transport.bind(Binding(exclusive, broadcast))
-    await _reconnected(amqp_url, transport)
+    await reconnected(amqp_url, transport)
     # The exclusive queue went with the old connection; its consumer declared it again.
     await transport.publish(Envelope(body=b"after"), routing_key=durable, mandatory=True)
     await eventually(lambda: inbox.bodies == [b"after"])
@@ -113,7 +106,7 @@ async def test_closed_consumers_are_forgotten(
         await consumer.close()
     kept = await transport.consume(queue_name, _Inbox(), prefetch=1)
     # After a reconnection only the consumer still open comes back.
-    await _reconnected(amqp_url, transport)
+    await reconnected(amqp_url, transport)
 
     async def consumers() -> int:
         counts = await asyncio.to_thread(consumer_counts, amqp_url)

@@ -8,20 +8,13 @@ import tracemalloc
 
 import pytest
 
-from aioqueue.transport.amqp import AmqpTransport
 from aioqueue.transport.base import Envelope, QueueSpec
-from tests.helpers import close_connections, eventually
+from tests.helpers import eventually
 
-from ._support import needs_rabbitmqctl, queue_names
+from ._support import needs_rabbitmqctl, queue_names, reconnected
 from .conftest import MakeTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.amqp]
-
-
-async def _reconnected(amqp_url: str, transport: AmqpTransport) -> None:
-    generation = transport.generation
-    await asyncio.to_thread(close_connections, amqp_url)
-    await eventually(lambda: transport.generation > generation)
 
 
 @needs_rabbitmqctl
@@ -39,7 +32,7 @@ async def test_gone_queues_stay_gone_after_a_reconnection(
     for name in deleted:
         await transport.delete_queue(name)
     await eventually(lambda: not set(expiring) & queue_names(amqp_url), timeout=30)
-    await _reconnected(amqp_url, transport)
+    await reconnected(amqp_url, transport)
     kept = f"{queue_name}.kept"
     await transport.declare_queue(QueueSpec(kept))
     await transport.publish(Envelope(body=b"x"), routing_key=kept)
