@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from .exceptions import BrokerError, PreconditionFailedError, PublishError
 from .transport.base import (
-    Binding,
+    BindingSpec,
     Delivery,
     Envelope,
     ExchangeSpec,
@@ -131,10 +131,10 @@ async def _check_exchanges(transport: Transport, prefix: str, make: TransportFac
     a, b = await _queue(transport, f"{prefix}.a"), await _queue(transport, f"{prefix}.b")
     await transport.declare_exchange(ExchangeSpec(topic, "topic"))
     await transport.declare_exchange(ExchangeSpec(fanout, "fanout"))
-    await transport.bind(Binding(a, topic, "eu.#"))
-    await transport.bind(Binding(b, topic, "*.fr"))
-    await transport.bind(Binding(a, fanout))
-    await transport.bind(Binding(b, fanout))
+    await transport.bind(BindingSpec(a, topic, "eu.#"))
+    await transport.bind(BindingSpec(b, topic, "*.fr"))
+    await transport.bind(BindingSpec(a, fanout))
+    await transport.bind(BindingSpec(b, fanout))
     await transport.publish(Envelope(body=b"1"), exchange=topic, routing_key="eu.de.x")
     await transport.publish(Envelope(body=b"2"), exchange=topic, routing_key="eu.fr")
     await transport.publish(Envelope(body=b"3"), exchange=fanout, routing_key="")
@@ -171,7 +171,7 @@ async def _check_dead_letter_ttl(transport: Transport, prefix: str, make: Transp
         QueueSpec(delay, arguments={"x-message-ttl": 100, "x-dead-letter-exchange": ""})
     )
     await transport.declare_exchange(ExchangeSpec(delay, "fanout"))
-    await transport.bind(Binding(delay, delay))
+    await transport.bind(BindingSpec(delay, delay))
     # The fanout ignores the key; dead-lettering uses it to reach the target.
     await transport.publish(Envelope(body=b"later"), exchange=delay, routing_key=target)
     assert (await _receive_one(transport, target)).envelope.body == b"later"
@@ -239,7 +239,7 @@ async def _check_preconditions(transport: Transport, prefix: str, make: Transpor
     else:
         raise AssertionError("an exchange declared again with another type must be refused")
     # The transport goes on after a refusal.
-    await transport.bind(Binding(queue, exchange, "k"))
+    await transport.bind(BindingSpec(queue, exchange, "k"))
     await transport.publish(Envelope(body=b"ok"), exchange=exchange, routing_key="k")
     assert (await _receive_one(transport, queue)).envelope.body == b"ok"
     await _cleanup(transport, queue)

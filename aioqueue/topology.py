@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .transport.base import Binding, ExchangeSpec, ExchangeType, QueueSpec
+from .transport.base import BindingSpec, ExchangeSpec, ExchangeType, QueueSpec
 
 __all__ = (
     "BEAT_ENTRIES",
@@ -106,7 +106,7 @@ class Queue:
     def binding_key(self) -> str:
         return self.routing_key if self.routing_key is not None else self.name
 
-    def topology(self) -> tuple[ExchangeSpec, tuple[QueueSpec, QueueSpec], Binding]:
+    def topology(self) -> tuple[ExchangeSpec, tuple[QueueSpec, QueueSpec], BindingSpec]:
         """The exchange, the queue and its ``.dlq``, and the binding to declare.
 
         A quorum queue dead-letters into its ``.dlq``: from RabbitMQ 4.0 a quorum queue
@@ -119,15 +119,15 @@ class Queue:
         return (
             Exchange(self.exchange_name, self.exchange_type).spec(),
             (QueueSpec(self.name, arguments=arguments), QueueSpec(dlq_name(self.name))),
-            Binding(self.name, self.exchange_name, self.binding_key),
+            BindingSpec(self.name, self.exchange_name, self.binding_key),
         )
 
 
-def delay_topology(bucket_ms: int) -> tuple[ExchangeSpec, QueueSpec, Binding]:
+def delay_topology(bucket_ms: int) -> tuple[ExchangeSpec, QueueSpec, BindingSpec]:
     """The fanout exchange and TTL queue of one delay bucket (see the module docstring)."""
     name = f"{DELAY_PREFIX}{bucket_ms}"
     spec = QueueSpec(name, arguments={"x-message-ttl": bucket_ms, "x-dead-letter-exchange": ""})
-    return ExchangeSpec(name, "fanout"), spec, Binding(name, name)
+    return ExchangeSpec(name, "fanout"), spec, BindingSpec(name, name)
 
 
 def chord_queue(group_id: str, expires_s: float) -> QueueSpec:

@@ -59,7 +59,7 @@ from ..exceptions import (
     PreconditionFailedError,
     PublishError,
 )
-from .base import Binding, Envelope, ExchangeSpec, Handler, Publish, QueueSpec
+from .base import BindingSpec, Envelope, ExchangeSpec, Handler, Publish, QueueSpec
 
 __all__ = (
     "AmqpTransport",
@@ -501,7 +501,7 @@ class _Consumer:
         transport: AmqpTransport,
         queue: str,
         spec: QueueSpec | None,
-        bindings: list[Binding],
+        bindings: list[BindingSpec],
         handler: Handler,
         prefetch: int,
         no_ack: bool,
@@ -810,7 +810,7 @@ class AmqpTransport:
         self._exchanges: set[str] = set()
         self._exchange_checks: dict[str, asyncio.Task[None]] = {}
         self._specs: OrderedDict[str, QueueSpec] = OrderedDict()
-        self._bindings: OrderedDict[str, list[Binding]] = OrderedDict()
+        self._bindings: OrderedDict[str, list[BindingSpec]] = OrderedDict()
         self._consumers: set[_Consumer] = set()
         # Lock queues held (or being taken: None) by this transport.
         self._holders: dict[str, _Lease | None] = {}
@@ -1016,7 +1016,7 @@ class AmqpTransport:
             ),
         )
 
-    async def bind(self, binding: Binding) -> None:
+    async def bind(self, binding: BindingSpec) -> None:
         await self._declare(
             f"bind {binding.queue!r} to {binding.exchange!r}",
             lambda channel: channel.queue_bind(

@@ -28,7 +28,7 @@ from ..exceptions import BrokerError
 
 __all__ = (
     "Batch",
-    "Binding",
+    "BindingSpec",
     "Consumer",
     "Delivery",
     "Envelope",
@@ -87,7 +87,7 @@ class QueueSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Binding:
+class BindingSpec:
     """Routes messages from ``exchange`` to ``queue``."""
 
     queue: str
@@ -240,7 +240,7 @@ class Transport(Protocol):
         :raises PreconditionFailedError: it exists with other arguments.
         """
 
-    async def bind(self, binding: Binding) -> None: ...
+    async def bind(self, binding: BindingSpec) -> None: ...
 
     async def delete_queue(self, name: str) -> None: ...
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..exceptions import BrokerConnectionError, BrokerError, PreconditionFailedError, PublishError
-from .base import Binding, Envelope, ExchangeSpec, Handler, Publish, QueueSpec
+from .base import BindingSpec, Envelope, ExchangeSpec, Handler, Publish, QueueSpec
 
 __all__ = ("MemoryTransport",)
 
@@ -222,7 +222,7 @@ class _Broker:
     """What every connection to one in-process broker shares."""
 
     exchanges: dict[str, ExchangeSpec] = field(default_factory=dict)
-    bindings: list[Binding] = field(default_factory=list)
+    bindings: list[BindingSpec] = field(default_factory=list)
     queues: dict[str, _Queue] = field(default_factory=dict)
     leases: dict[str, _Lease] = field(default_factory=dict)
     state: dict[str, dict[str, bytes]] = field(default_factory=dict)
@@ -392,7 +392,7 @@ class MemoryTransport:
                 f"({existing.spec.arguments}, durable={existing.spec.durable})"
             )
 
-    async def bind(self, binding: Binding) -> None:
+    async def bind(self, binding: BindingSpec) -> None:
         self._check_open()
         if binding.exchange not in self._broker.exchanges:
             raise BrokerError(f"bind: exchange {binding.exchange!r} does not exist")

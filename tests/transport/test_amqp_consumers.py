@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 import pytest
 
 from aioqueue.exceptions import BrokerError
-from aioqueue.transport.base import Binding, Delivery, Envelope, ExchangeSpec, QueueSpec
+from aioqueue.transport.base import BindingSpec, Delivery, Envelope, ExchangeSpec, QueueSpec
 from tests.helpers import close_connections, eventually
 
 from ._support import consumer_counts, needs_rabbitmqctl, reconnected
@@ -43,7 +43,7 @@ async def test_consumers_resume_after_a_reconnection(
         await transport.consume(exclusive, replies, prefetch=5, no_ack=True),
     ]
     # Bound after it is consumed: the binding is restored with the queue all the same.
-    await transport.bind(Binding(exclusive, broadcast))
+    await transport.bind(BindingSpec(exclusive, broadcast))
     await reconnected(amqp_url, transport)
     # The exclusive queue went with the old connection; its consumer declared it again.
     await transport.publish(Envelope(body=b"after"), routing_key=durable, mandatory=True)

@@ -9,7 +9,7 @@ import pytest
 from aioqueue.options import Options
 from aioqueue.routing import MAX_DELAY_BUCKET_MS, MIN_DELAY_MS, Route, delay_bucket_ms, resolve
 from aioqueue.topology import DELAY_PREFIX, Queue, delay_topology, dlq_name
-from aioqueue.transport.base import Binding, ExchangeSpec, QueueSpec
+from aioqueue.transport.base import BindingSpec, ExchangeSpec, QueueSpec
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_delay_topology_dead_letters_back_through_the_default_exchange() -> None
     name = f"{DELAY_PREFIX}8192"
     assert exchange == ExchangeSpec(name, "fanout")
     assert queue == QueueSpec(name, arguments={"x-message-ttl": 8192, "x-dead-letter-exchange": ""})
-    assert binding == Binding(name, name)
+    assert binding == BindingSpec(name, name)
 
 
 def test_queue_topology_is_celerys_plus_a_dlq() -> None:
@@ -58,7 +58,7 @@ def test_queue_topology_is_celerys_plus_a_dlq() -> None:
     assert exchange == ExchangeSpec("celery", "direct")
     assert queues == (QueueSpec("celery"), QueueSpec("celery.dlq"))
     assert all(q.durable and not q.exclusive for q in queues)
-    assert binding == Binding("celery", "celery", "celery")
+    assert binding == BindingSpec("celery", "celery", "celery")
     assert dlq_name("celery") == "celery.dlq"
 
 
@@ -74,7 +74,7 @@ def test_queue_with_its_own_exchange_and_arguments() -> None:
     assert exchange == ExchangeSpec("tasks", "topic")
     assert queues[0] == QueueSpec("hi", arguments={"x-max-priority": 10})
     assert queues[1] == QueueSpec("hi.dlq")
-    assert binding == Binding("hi", "tasks", "hi.#")
+    assert binding == BindingSpec("hi", "tasks", "hi.#")
 
 
 def test_quorum_queue_dead_letters_into_its_dlq() -> None:
