@@ -8,6 +8,7 @@ Every error aioqueue raises derives from :class:`AioQueueError`::
     │   ├── BrokerConnectionError     (also ConnectionError) cannot reach / lost the broker
     │   ├── PreconditionFailedError   a declaration conflicts with what the broker has
     │   └── PublishError              a publish was not confirmed (nack, returned, closed)
+    │       ├── UnroutableError       a mandatory publish that no queue was bound to receive
     │       └── PartialPublishError   some messages of a canvas were sent, others not
     ├── MessageError                  a message that cannot be processed (dead-lettered)
     │   ├── DecodeError               body is not valid for its content type
@@ -48,6 +49,7 @@ __all__ = (
     "TaskRevokedError",
     "TimeLimitExceeded",
     "UnknownTaskError",
+    "UnroutableError",
 )
 
 
@@ -78,6 +80,28 @@ class PreconditionFailedError(BrokerError):
 
 class PublishError(BrokerError):
     """Raised when the broker did not confirm a publish (nack, unroutable, channel closed)."""
+
+
+class UnroutableError(PublishError):
+    """Raised by a ``mandatory`` publish that the broker returned because no queue is
+    bound to receive it (RabbitMQ's basic.return with NO_ROUTE).
+
+    :param exchange: the exchange it was published to; ``""`` is the default exchange.
+    :param routing_key: its routing key.
+    """
+
+    def __init__(self, exchange: str, routing_key: str) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        target = f"exchange {exchange!r}" if exchange else "the default exchange"
+        super().__init__(
+            f"message to {target} with routing key {routing_key!r} is unroutable: "
+            "no queue is bound to receive it"
+        )
+
+    def __reduce__(self) -> tuple[type[UnroutableError], tuple[str, str]]:
+        # The default rebuilds from ``args`` (the message), which __init__ does not take.
+        return (type(self), (self.exchange, self.routing_key))
 
 
 class PartialPublishError(PublishError):

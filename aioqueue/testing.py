@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
-from .exceptions import BrokerError, PreconditionFailedError, PublishError
+from .exceptions import BrokerError, PreconditionFailedError, PublishError, UnroutableError
 from .transport.base import (
     BindingSpec,
     Delivery,
@@ -20,6 +20,7 @@ from .transport.base import (
     Lease,
     Publish,
     QueueSpec,
+    QueueState,
     Transport,
 )
 
@@ -85,6 +86,25 @@ async def _receive_one(transport: Transport, queue: str) -> Delivery:
 async def _cleanup(transport: Transport, *names: str) -> None:
     for name in names:
         await transport.delete_queue(name)
+
+
+async def _bodies(transport: Transport, queue: str) -> list[bytes]:
+    """The bodies waiting in ``queue``, sorted, left where they are."""
+    batch = await transport.take_all(queue, min_count=0)
+    assert batch is not None, f"{queue!r} is locked"
+    await batch.release()
+    return sorted(e.body for e in batch.envelopes)
+
+
+async def _state_soon(transport: Transport, queue: str, expected: QueueState) -> None:
+    """Wait (briefly) for ``queue`` to reach ``expected``: the broker settles what a
+    closed channel held a moment after the close."""
+    state = None
+    for _ in range(40):
+        if (state := await transport.inspect_queue(queue)) == expected:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{queue!r}: {state}, expected {expected}")
 
 
 async def _check_round_trip(transport: Transport, prefix: str, make: TransportFactory) -> None:
@@ -154,14 +174,69 @@ async def _check_exchanges(transport: Transport, prefix: str, make: TransportFac
     await transport.delete_exchange(fanout)
 
 
-async def _check_mandatory(transport: Transport, prefix: str, make: TransportFactory) -> None:
+async def _check_headers_exchange(
+    transport: Transport, prefix: str, make: TransportFactory
+) -> None:
+    exchange = f"{prefix}.headers"
+    every, some = await _queue(transport, f"{prefix}.all"), await _queue(transport, f"{prefix}.any")
+    await transport.declare_exchange(ExchangeSpec(exchange, "headers"))
+    wanted = {"kind": "invoice", "region": "eu"}
+    await transport.bind(BindingSpec(every, exchange, arguments={"x-match": "all", **wanted}))
+    await transport.bind(BindingSpec(some, exchange, arguments={"x-match": "any", **wanted}))
+    for body, headers in ((b"both", wanted), (b"one", {"kind": "invoice", "region": "us"})):
+        await transport.publish(
+            Envelope(body=body, headers=headers), exchange=exchange, routing_key="", mandatory=True
+        )
     try:
         await transport.publish(
-            Envelope(body=b"x", correlation_id="m"), routing_key=f"{prefix}.none", mandatory=True
+            Envelope(body=b"none", headers={"kind": "order"}),
+            exchange=exchange,
+            routing_key="",
+            mandatory=True,
         )
-    except PublishError:
-        return
-    raise AssertionError("an unroutable mandatory publish must raise PublishError")
+    except UnroutableError:
+        pass
+    else:
+        raise AssertionError("headers that match no binding: the publish is unroutable")
+    assert await _bodies(transport, every) == [b"both"], "x-match all needs every header"
+    assert await _bodies(transport, some) == [b"both", b"one"], "x-match any needs one"
+    await _cleanup(transport, every, some)
+    await transport.delete_exchange(exchange)
+
+
+async def _check_mandatory(transport: Transport, prefix: str, make: TransportFactory) -> None:
+    missing = f"{prefix}.none"
+    await _expect_unroutable(transport, "", missing)
+    topic, queue = f"{prefix}.topic", await _queue(transport, f"{prefix}.q")
+    await transport.declare_exchange(ExchangeSpec(topic, "topic"))
+    await transport.bind(BindingSpec(queue, topic, "eu.#"))
+    await _expect_unroutable(transport, topic, "us.orders")
+    # Not mandatory: dropped without a word. Routed: the refusals cost it nothing.
+    await transport.publish(Envelope(body=b"dropped"), exchange=topic, routing_key="us.x")
+    await transport.publish(
+        Envelope(body=b"kept"), exchange=topic, routing_key="eu.orders", mandatory=True
+    )
+    assert await _bodies(transport, queue) == [b"kept"]
+    await _cleanup(transport, queue)
+    await transport.delete_exchange(topic)
+
+
+async def _expect_unroutable(transport: Transport, exchange: str, routing_key: str) -> None:
+    try:
+        await transport.publish(
+            Envelope(body=b"x", correlation_id="m"),
+            exchange=exchange,
+            routing_key=routing_key,
+            mandatory=True,
+        )
+    except UnroutableError as exc:
+        assert (exc.exchange, exc.routing_key) == (exchange, routing_key), exc
+        assert repr(routing_key) in str(exc), f"the error names the routing key: {exc}"
+    else:
+        raise AssertionError(
+            f"a mandatory publish to {exchange!r}/{routing_key!r} that no queue is bound to "
+            "receive must raise UnroutableError"
+        )
 
 
 async def _check_dead_letter_ttl(transport: Transport, prefix: str, make: TransportFactory) -> None:
@@ -222,28 +297,128 @@ async def _check_missing_exchange(
 
 
 async def _check_preconditions(transport: Transport, prefix: str, make: TransportFactory) -> None:
-    queue, exchange = f"{prefix}.q", f"{prefix}.x"
+    queue, exchange, other = f"{prefix}.q", f"{prefix}.x", f"{prefix}.other"
     await transport.declare_queue(QueueSpec(queue, arguments={"x-message-ttl": 1000}))
     await transport.declare_queue(QueueSpec(queue, arguments={"x-message-ttl": 1000}))
-    try:
-        await transport.declare_queue(QueueSpec(queue, arguments={"x-message-ttl": 2000}))
-    except PreconditionFailedError:
-        pass
-    else:
-        raise AssertionError("a queue declared again with other arguments must be refused")
+    await _expect_refused(
+        transport.declare_queue(QueueSpec(queue, arguments={"x-message-ttl": 2000})),
+        "x-message-ttl",
+    )
+    await _expect_refused(
+        transport.declare_queue(
+            QueueSpec(queue, arguments={"x-message-ttl": 1000, "x-max-priority": 10})
+        ),
+        "x-max-priority",
+    )
+    # Right after a refusal, on the same transport: other declarations and publishes.
+    await transport.declare_queue(QueueSpec(other, arguments={"x-max-priority": 10}))
+    await transport.publish(Envelope(body=b"next", priority=5), routing_key=other)
+    assert await transport.purge_queue(other) == 1
     await transport.declare_exchange(ExchangeSpec(exchange, "direct"))
-    try:
-        await transport.declare_exchange(ExchangeSpec(exchange, "fanout"))
-    except PreconditionFailedError:
-        pass
-    else:
-        raise AssertionError("an exchange declared again with another type must be refused")
-    # The transport goes on after a refusal.
+    await _expect_refused(transport.declare_exchange(ExchangeSpec(exchange, "fanout")), "type")
     await transport.bind(BindingSpec(queue, exchange, "k"))
     await transport.publish(Envelope(body=b"ok"), exchange=exchange, routing_key="k")
     assert (await _receive_one(transport, queue)).envelope.body == b"ok"
-    await _cleanup(transport, queue)
+    await _cleanup(transport, queue, other)
     await transport.delete_exchange(exchange)
+
+
+async def _expect_refused(declaration: Awaitable[None], arg: str) -> None:
+    try:
+        await declaration
+    except PreconditionFailedError as exc:
+        # As RabbitMQ says it: "inequivalent arg 'x-max-priority' for queue 'q' ...".
+        assert f"inequivalent arg {arg!r}" in str(exc), f"the error names {arg!r}: {exc}"
+    else:
+        raise AssertionError(f"a declaration with another {arg!r} must be refused")
+
+
+async def _check_exchange_arguments(
+    transport: Transport, prefix: str, make: TransportFactory
+) -> None:
+    exchange, alternate = f"{prefix}.x", f"{prefix}.alternate"
+    assert not await transport.inspect_exchange(exchange), "not declared yet"
+    assert await transport.inspect_exchange(""), "the default exchange exists"
+    await transport.declare_exchange(ExchangeSpec(alternate, "fanout"))
+    spec = ExchangeSpec(exchange, "topic", arguments={"alternate-exchange": alternate})
+    await transport.declare_exchange(spec)
+    await transport.declare_exchange(spec)
+    assert await transport.inspect_exchange(exchange)
+    await _expect_refused(
+        transport.declare_exchange(
+            ExchangeSpec(exchange, "topic", arguments={"alternate-exchange": f"{prefix}.else"})
+        ),
+        "alternate-exchange",
+    )
+    await _expect_refused(
+        transport.declare_exchange(ExchangeSpec(exchange, "topic")), "alternate-exchange"
+    )
+    # The arguments reached the broker: what the exchange cannot route goes to the other.
+    caught = await _queue(transport, f"{prefix}.caught")
+    await transport.bind(BindingSpec(caught, alternate))
+    await transport.publish(
+        Envelope(body=b"stray"), exchange=exchange, routing_key="no.binding", mandatory=True
+    )
+    assert await _bodies(transport, caught) == [b"stray"]
+    await _cleanup(transport, caught)
+    await transport.delete_exchange(exchange)
+    await transport.delete_exchange(alternate)
+    assert not await transport.inspect_exchange(exchange), "deleted"
+
+
+async def _check_inspect_queue(transport: Transport, prefix: str, make: TransportFactory) -> None:
+    missing = f"{prefix}.missing"
+    assert await transport.inspect_queue(missing) is None, "a missing queue has no state"
+    queue = await _queue(transport, f"{prefix}.q")
+    assert await transport.inspect_queue(queue) == QueueState(queue, messages=0, consumers=0)
+    for i in range(3):
+        await transport.publish(Envelope(body=str(i).encode()), routing_key=queue)
+    assert await transport.inspect_queue(queue) == QueueState(queue, messages=3, consumers=0)
+    held = _Collector(ack=False)
+    other = await make()
+    try:
+        consumer = await other.consume(queue, held, prefetch=1)
+        await held.wait_for(1)
+        # The delivered message is no longer waiting; a consumer elsewhere counts too.
+        await _state_soon(transport, queue, QueueState(queue, messages=2, consumers=1))
+        await consumer.close()
+        await _state_soon(transport, queue, QueueState(queue, messages=3, consumers=0))
+    finally:
+        await other.aclose()
+    assert await transport.inspect_queue(missing) is None, "inspecting declares nothing"
+    await _cleanup(transport, queue)
+
+
+async def _check_purge(transport: Transport, prefix: str, make: TransportFactory) -> None:
+    queue, target = await _queue(transport, f"{prefix}.q"), await _queue(transport, f"{prefix}.t")
+    for i in range(3):
+        await transport.publish(Envelope(body=str(i).encode()), routing_key=queue)
+    assert await transport.purge_queue(queue) == 3, "purge says how many it removed"
+    assert await transport.inspect_queue(queue) == QueueState(queue, messages=0, consumers=0)
+    assert await transport.purge_queue(queue) == 0
+
+    for i in range(2):
+        await transport.publish(Envelope(body=str(i).encode()), routing_key=target)
+    held = _Collector(ack=False)
+    consumer = await transport.consume(target, held, prefetch=1)
+    await held.wait_for(1)
+    assert await transport.purge_queue(target) == 1, "only what is waiting is purged"
+    await consumer.close()
+    # What the consumer held unacked goes back to the queue.
+    await _state_soon(transport, target, QueueState(target, messages=1, consumers=0))
+
+    missing = f"{prefix}.missing"
+    try:
+        await transport.purge_queue(missing)
+    except BrokerError as exc:
+        assert repr(missing) in str(exc), f"the error names the queue: {exc}"
+    else:
+        raise AssertionError("purging a missing queue must raise BrokerError")
+    # The refusal costs nothing to what follows.
+    await transport.declare_queue(QueueSpec(missing))
+    await transport.publish(Envelope(body=b"after"), routing_key=missing)
+    assert await transport.purge_queue(missing) == 1
+    await _cleanup(transport, target, queue, missing)
 
 
 async def _check_batch_all_or_nothing(
@@ -392,10 +567,14 @@ _CHECKS = (
     _check_round_trip,
     _check_prefetch_and_redelivery,
     _check_exchanges,
+    _check_headers_exchange,
     _check_mandatory,
     _check_dead_letter_ttl,
     _check_missing_exchange,
     _check_preconditions,
+    _check_exchange_arguments,
+    _check_inspect_queue,
+    _check_purge,
     _check_batch_all_or_nothing,
     _check_lease,
     _check_state,

@@ -41,10 +41,10 @@ import struct
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeVar
 
 import aiormq
 import aiormq.abc
@@ -58,8 +58,9 @@ from ..exceptions import (
     BrokerError,
     PreconditionFailedError,
     PublishError,
+    UnroutableError,
 )
-from .base import BindingSpec, Envelope, ExchangeSpec, Handler, Publish, QueueSpec
+from .base import BindingSpec, Envelope, ExchangeSpec, Handler, Publish, QueueSpec, QueueState
 
 __all__ = (
     "AmqpTransport",
@@ -69,6 +70,8 @@ __all__ = (
 )
 
 log = logging.getLogger("aioqueue.transport")
+
+T = TypeVar("T")
 
 Channel = aiormq.abc.AbstractChannel
 Connection = aiormq.abc.AbstractConnection
@@ -183,6 +186,23 @@ async def _open_channel(connection: Connection, action: str, **options: Any) -> 
         if connection.is_closed:
             raise BrokerConnectionError(f"{action}: the connection is closed") from exc
         _reraise(exc, action)
+
+
+async def _passive_on(
+    connection: Connection, action: str, operation: Callable[[Channel], Awaitable[T]]
+) -> T | None:
+    """``operation`` (a passive declaration) on a throwaway channel; None for NOT_FOUND."""
+    channel = await _open_channel(connection, action, publisher_confirms=False)
+    try:
+        return await operation(channel)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return None
+    except _CHANNEL_FAILURES as exc:
+        if connection.is_closed:
+            raise BrokerConnectionError(f"{action}: the connection is closed") from exc
+        _reraise(exc, action)
+    finally:
+        await _close_quietly(channel)
 
 
 async def _close_quietly(channel: Channel | None) -> None:
@@ -721,6 +741,20 @@ def _publishing(exchange: str, routing_key: str) -> str:
     return f"publish to {exchange!r}/{routing_key!r}"
 
 
+# basic.return's reply code for a mandatory message that no queue is bound to receive.
+_NO_ROUTE = 312
+
+
+def _publish_refused(
+    exc: aiormq.exceptions.DeliveryError, exchange: str, routing_key: str
+) -> PublishError:
+    """Our error for a publish the broker returned or nacked."""
+    frame = exc.frame
+    if isinstance(frame, spec.Basic.Return) and frame.reply_code == _NO_ROUTE:
+        return UnroutableError(exchange, routing_key)
+    return PublishError(f"{_publishing(exchange, routing_key)}: {exc}")
+
+
 def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
     table[key] = value
     table.move_to_end(key)
@@ -965,26 +999,42 @@ class AmqpTransport:
 
     # -- declarations ------------------------------------------------------------------
 
-    async def _declare(self, action: str, operation: Callable[[Channel], Awaitable[Any]]) -> None:
+    async def _declare(self, action: str, operation: Callable[[Channel], Awaitable[T]]) -> T:
+        """Run ``operation`` on the declaring channel, within ``publish_timeout``.
+
+        A refusal closes the channel (RabbitMQ closes it with the error): the next
+        operation gets a new one.
+        """
         session = self._loop_state()
+        async with self._deadline(action), session.declare_lock:
+            while True:
+                connection = await self._wait_connection()
+                channel = None
+                try:
+                    channel = self._declarer
+                    if channel is None or channel.is_closed:
+                        channel = await _open_channel(connection, action, publisher_confirms=False)
+                        self._declarer = channel
+                    return await operation(channel)
+                except Exception as exc:
+                    if connection.is_closed and self._state == "open":
+                        continue  # declarations are idempotent: again, reconnected
+                    await self._drop_declarer(channel)
+                    _reraise(exc, action)
+
+    async def _drop_declarer(self, channel: Channel | None) -> None:
+        # aiormq fails the refused call as the broker's Channel.Close arrives, and counts
+        # the channel closed only once it has answered: never hand it out meanwhile.
+        if channel is not None and self._declarer is channel:
+            self._declarer = None
+            await _close_quietly(channel)
+
+    @asynccontextmanager
+    async def _deadline(self, action: str) -> AsyncIterator[None]:
         deadline = asyncio.timeout(self.publish_timeout)
         try:
-            async with deadline, session.declare_lock:
-                while True:
-                    connection = await self._wait_connection()
-                    try:
-                        channel = self._declarer
-                        if channel is None or channel.is_closed:
-                            channel = await _open_channel(
-                                connection, action, publisher_confirms=False
-                            )
-                            self._declarer = channel
-                        await operation(channel)
-                        return
-                    except Exception as exc:
-                        if connection.is_closed and self._state == "open":
-                            continue  # declarations are idempotent: again, reconnected
-                        _reraise(exc, action)
+            async with deadline:
+                yield
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -996,7 +1046,10 @@ class AmqpTransport:
         await self._declare(
             f"declare exchange {spec.name!r}",
             lambda channel: channel.exchange_declare(
-                spec.name, exchange_type=spec.type, durable=spec.durable
+                spec.name,
+                exchange_type=spec.type,
+                durable=spec.durable,
+                arguments=spec.arguments or None,
             ),
         )
         self._exchanges.add(spec.name)
@@ -1043,6 +1096,50 @@ class AmqpTransport:
             f"delete exchange {name!r}", lambda channel: channel.exchange_delete(name)
         )
         self._exchanges.discard(name)
+
+    async def purge_queue(self, name: str) -> int:
+        purged = await self._declare(
+            f"purge queue {name!r}", lambda channel: channel.queue_purge(name)
+        )
+        return purged.message_count or 0
+
+    # -- inspection --------------------------------------------------------------------
+
+    async def inspect_queue(self, name: str) -> QueueState | None:
+        declared = await self._passive(
+            f"inspect queue {name!r}", lambda channel: channel.queue_declare(name, passive=True)
+        )
+        if declared is None:
+            return None
+        return QueueState(
+            name, messages=declared.message_count or 0, consumers=declared.consumer_count or 0
+        )
+
+    async def inspect_exchange(self, name: str) -> bool:
+        if name == "":
+            return True  # the default exchange, which RabbitMQ refuses to declare
+        found = await self._passive(
+            f"inspect exchange {name!r}",
+            lambda channel: channel.exchange_declare(name, passive=True),
+        )
+        if found is None:
+            self._exchanges.discard(name)
+        return found is not None
+
+    async def _passive(self, action: str, operation: Callable[[Channel], Awaitable[T]]) -> T | None:
+        """Run a passive declaration on a channel of its own, which a NOT_FOUND closes.
+
+        :return: its answer, or None when the entity does not exist.
+        """
+        async with self._deadline(action):
+            while True:
+                connection = await self._wait_connection()
+                try:
+                    return await _passive_on(connection, action, operation)
+                except BrokerConnectionError:
+                    if connection.is_closed and self._state == "open":
+                        continue  # it changes nothing: again, reconnected
+                    raise
 
     # -- publishing --------------------------------------------------------------------
 
@@ -1103,7 +1200,7 @@ class AmqpTransport:
                 )
                 return
             except aiormq.exceptions.DeliveryError as exc:
-                raise PublishError(f"{_publishing(exchange, routing_key)}: {exc}") from exc
+                raise _publish_refused(exc, exchange, routing_key) from exc
             except _CHANNEL_FAILURES as exc:
                 if channel.connection.is_closed and self._state == "open":
                     continue
@@ -1154,18 +1251,13 @@ class AmqpTransport:
 
     async def _passive_exchange(self, name: str) -> None:
         connection = await self._wait_connection()
-        action = f"check exchange {name!r}"
-        channel = await _open_channel(connection, action, publisher_confirms=False)
-        try:
-            await channel.exchange_declare(name, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity as exc:
-            raise PublishError(f"exchange {name!r} does not exist") from exc
-        except _CHANNEL_FAILURES as exc:
-            if connection.is_closed:
-                raise BrokerConnectionError(f"{action}: the connection is closed") from exc
-            _reraise(exc, action)
-        finally:
-            await _close_quietly(channel)
+        found = await _passive_on(
+            connection,
+            f"check exchange {name!r}",
+            lambda channel: channel.exchange_declare(name, passive=True),
+        )
+        if found is None:
+            raise PublishError(f"exchange {name!r} does not exist")
         if self._connection is connection:
             self._exchanges.add(name)
 
@@ -1316,7 +1408,7 @@ class AmqpTransport:
             try:
                 await self.publish(envelope, routing_key=queue, mandatory=True)
                 return
-            except PublishError:
+            except UnroutableError:
                 if last_try:
                     raise
                 # Unroutable: the store's queue was deleted behind the cache.

@@ -38,6 +38,7 @@ __all__ = (
     "Lease",
     "Publish",
     "QueueSpec",
+    "QueueState",
     "Transport",
 )
 
@@ -61,11 +62,16 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class ExchangeSpec:
-    """An exchange to declare. aioqueue's exchanges are durable."""
+    """An exchange to declare. aioqueue's exchanges are durable.
+
+    ``arguments`` go with the declaration (``alternate-exchange``, a plugin's own); of
+    them RabbitMQ compares only ``alternate-exchange`` with an existing exchange's.
+    """
 
     name: str
     type: ExchangeType = "direct"
     durable: bool = True
+    arguments: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,17 @@ class BindingSpec:
     exchange: str
     routing_key: str = ""
     arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """What :meth:`Transport.inspect_queue` saw of a queue at one moment."""
+
+    name: str
+    #: Messages ready to be delivered; those delivered and not yet acked are not counted.
+    messages: int
+    #: Consumers subscribed to it, on every connection.
+    consumers: int
 
 
 class Delivery(Protocol):
@@ -231,13 +248,17 @@ class Transport(Protocol):
     async def declare_exchange(self, spec: ExchangeSpec) -> None:
         """Declare ``spec`` (idempotent).
 
-        :raises PreconditionFailedError: it exists with another type or durability.
+        :raises PreconditionFailedError: it exists with another type, durability or
+            ``alternate-exchange``; the message gives the broker's own words. The
+            transport stays usable.
         """
 
     async def declare_queue(self, spec: QueueSpec) -> None:
         """Declare ``spec`` (idempotent).
 
-        :raises PreconditionFailedError: it exists with other arguments.
+        :raises PreconditionFailedError: it exists with other arguments; the message gives
+            the broker's own words (what was asked, what is current). The transport stays
+            usable.
         """
 
     async def bind(self, binding: BindingSpec) -> None: ...
@@ -246,15 +267,39 @@ class Transport(Protocol):
 
     async def delete_exchange(self, name: str) -> None: ...
 
+    async def inspect_queue(self, name: str) -> QueueState | None:
+        """How many messages wait in queue ``name`` and how many consumers it has.
+
+        A snapshot: both may have changed by the time it returns. Nothing is declared.
+
+        :return: the state, or ``None`` if the queue does not exist.
+        """
+        ...
+
+    async def inspect_exchange(self, name: str) -> bool:
+        """Whether exchange ``name`` exists. Nothing is declared."""
+        ...
+
+    async def purge_queue(self, name: str) -> int:
+        """Remove every message waiting in queue ``name``.
+
+        Messages delivered and not yet acked are not waiting, and stay with their consumer
+        (a reject with requeue brings them back).
+
+        :return: how many messages were removed.
+        :raises BrokerError: the queue does not exist (named in the message).
+        """
+        ...
+
     async def publish(
         self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
     ) -> None:
         """Publish and wait for the broker's confirm, within the transport's publish timeout.
 
         :param mandatory: fail instead of dropping a message no queue would receive.
+        :raises UnroutableError: (mandatory) no queue is bound to receive it.
         :raises PublishError: the broker refused it (e.g. the exchange does not exist, named
-            in the message), or (mandatory) it was unroutable. Other publishes are not
-            affected.
+            in the message). Other publishes are not affected.
         :raises BrokerConnectionError: the connection is gone, or the broker did not
             confirm in time.
         """

@@ -1,9 +1,11 @@
 """An in-process broker with the same interface and semantics as the AMQP transport.
 
-It routes over direct, topic, fanout and headers exchanges, honours per-consumer
-prefetch, redelivers what a closed consumer left unacked, and dead-letters rejected or
-expired messages through ``x-dead-letter-exchange``. It is the embedded default for
-demos and fast tests, and passes the same conformance suite as AMQP.
+It routes over direct, topic, fanout and headers exchanges (and their alternate
+exchanges), honours per-consumer prefetch, redelivers what a closed consumer left
+unacked, and dead-letters rejected or expired messages through
+``x-dead-letter-exchange``. A declaration that differs from what exists is refused as
+RabbitMQ refuses it. It is the embedded default for demos and fast tests, and passes the
+same conformance suite as AMQP.
 
 A :class:`MemoryTransport` is one connection to an in-process broker. Several apps may
 share one transport to talk to each other; :meth:`MemoryTransport.new_connection` gives
@@ -20,8 +22,14 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..exceptions import BrokerConnectionError, BrokerError, PreconditionFailedError, PublishError
-from .base import BindingSpec, Envelope, ExchangeSpec, Handler, Publish, QueueSpec
+from ..exceptions import (
+    BrokerConnectionError,
+    BrokerError,
+    PreconditionFailedError,
+    PublishError,
+    UnroutableError,
+)
+from .base import BindingSpec, Envelope, ExchangeSpec, Handler, Publish, QueueSpec, QueueState
 
 __all__ = ("MemoryTransport",)
 
@@ -143,8 +151,62 @@ def _topic_matches(pattern: str, key: str) -> bool:
 
 def _headers_match(arguments: dict[str, Any], headers: dict[str, Any]) -> bool:
     wanted = {k: v for k, v in arguments.items() if not k.startswith("x-")}
-    hits = [headers.get(k) == v for k, v in wanted.items()]
+    # A binding argument without a value asks only for the header to be there.
+    hits = [k in headers and (v is None or headers[k] == v) for k, v in wanted.items()]
     return all(hits) if arguments.get("x-match", "all") == "all" else any(hits)
+
+
+# What RabbitMQ (3.10, classic queues; probed) compares when a queue or exchange is
+# declared again. The other arguments of a new declaration are ignored and the existing
+# ones kept, so that comparing more would refuse here what RabbitMQ accepts.
+_EXCHANGE_ARGS_COMPARED = ("alternate-exchange",)
+_QUEUE_ARGS_COMPARED = (
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-message-ttl",
+    "x-overflow",
+    "x-queue-master-locator",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+)
+_MISSING = object()
+
+
+def _exchange_settings(spec: ExchangeSpec) -> dict[str, Any]:
+    compared = {k: spec.arguments[k] for k in _EXCHANGE_ARGS_COMPARED if k in spec.arguments}
+    return {"type": spec.type, "durable": spec.durable, **compared}
+
+
+def _queue_settings(spec: QueueSpec) -> dict[str, Any]:
+    compared = {k: spec.arguments[k] for k in _QUEUE_ARGS_COMPARED if k in spec.arguments}
+    return {"durable": spec.durable, **compared}
+
+
+def _inequivalence(
+    kind: str, name: str, asked: dict[str, Any], current: dict[str, Any]
+) -> str | None:
+    """RabbitMQ's refusal of a declaration that differs from what exists, or None (pure)."""
+    for arg in dict.fromkeys([*asked, *current]):
+        received, existing = asked.get(arg, _MISSING), current.get(arg, _MISSING)
+        if received != existing:
+            return (
+                f"PRECONDITION_FAILED - inequivalent arg {arg!r} for {kind} {name!r}: "
+                f"received {_shown(received)} but current is {_shown(existing)}"
+            )
+    return None
+
+
+def _shown(value: Any) -> str:
+    if value is _MISSING:
+        return "none"
+    if isinstance(value, bool):
+        return "'true'" if value else "'false'"
+    return repr(value)
 
 
 @dataclass(eq=False, slots=True)
@@ -232,7 +294,7 @@ class _Broker:
     ) -> None:
         targets = self.route(exchange, routing_key, envelope.headers)
         if not targets and mandatory:
-            raise PublishError(f"message to {exchange!r}/{routing_key!r} is unroutable")
+            raise UnroutableError(exchange, routing_key)
         for queue in targets:
             self.enqueue(queue, _Message(envelope, exchange, routing_key))
 
@@ -243,9 +305,20 @@ class _Broker:
         spec = self.exchanges.get(exchange)
         if spec is None:
             raise PublishError(f"publish to {exchange!r}: exchange {exchange!r} does not exist")
+        tried: set[str] = set()
+        while not (names := self._bound(spec, routing_key, headers)):
+            # What an exchange cannot route goes to its alternate exchange, if it has one.
+            tried.add(spec.name)
+            alternate = self.exchanges.get(spec.arguments.get("alternate-exchange", ""))
+            if alternate is None or alternate.name in tried:
+                return []
+            spec = alternate
+        return [self.queues[n] for n in names]
+
+    def _bound(self, spec: ExchangeSpec, routing_key: str, headers: dict[str, Any]) -> list[str]:
         names: list[str] = []
         for b in self.bindings:
-            if b.exchange != exchange or b.queue in names:
+            if b.exchange != spec.name or b.queue in names:
                 continue
             if (
                 spec.type == "fanout"
@@ -254,7 +327,7 @@ class _Broker:
                 or (spec.type == "headers" and _headers_match(b.arguments, headers))
             ):
                 names.append(b.queue)
-        return [self.queues[n] for n in names]
+        return names
 
     def enqueue(self, queue: _Queue, message: _Message) -> None:
         ttl = queue.spec.arguments.get("x-message-ttl")
@@ -288,6 +361,14 @@ class _Broker:
             return  # RabbitMQ drops what it cannot dead-letter, too
         for target in targets:
             self.enqueue(target, _Message(envelope, exchange, key))
+
+    def purge(self, queue: _Queue) -> int:
+        for message in queue.messages:
+            if message.expiry is not None:
+                message.expiry.cancel()
+        count = len(queue.messages)
+        queue.messages.clear()
+        return count
 
     def rejected(self, queue: _Queue, message: _Message, *, requeue: bool) -> None:
         if requeue:
@@ -375,22 +456,23 @@ class MemoryTransport:
     async def declare_exchange(self, spec: ExchangeSpec) -> None:
         self._check_open()
         existing = self._broker.exchanges.setdefault(spec.name, spec)
-        if existing != spec:
-            raise PreconditionFailedError(
-                f"declare exchange {spec.name!r}: it exists as {existing.type}"
-                f"{'' if existing.durable else ', transient'}"
-            )
+        refusal = _inequivalence(
+            "exchange", spec.name, _exchange_settings(spec), _exchange_settings(existing)
+        )
+        if refusal is not None:
+            raise PreconditionFailedError(f"declare exchange {spec.name!r}: {refusal}")
 
     async def declare_queue(self, spec: QueueSpec) -> None:
         self._check_open()
         existing = self._broker.queues.get(spec.name)
         if existing is None:
             self._broker.queues[spec.name] = _Queue(spec)
-        elif (existing.spec.arguments, existing.spec.durable) != (spec.arguments, spec.durable):
-            raise PreconditionFailedError(
-                f"declare queue {spec.name!r}: it exists with other arguments "
-                f"({existing.spec.arguments}, durable={existing.spec.durable})"
-            )
+            return
+        refusal = _inequivalence(
+            "queue", spec.name, _queue_settings(spec), _queue_settings(existing.spec)
+        )
+        if refusal is not None:
+            raise PreconditionFailedError(f"declare queue {spec.name!r}: {refusal}")
 
     async def bind(self, binding: BindingSpec) -> None:
         self._check_open()
@@ -415,6 +497,24 @@ class MemoryTransport:
         self._check_open()
         self._broker.exchanges.pop(name, None)
         self._broker.bindings = [b for b in self._broker.bindings if b.exchange != name]
+
+    async def inspect_queue(self, name: str) -> QueueState | None:
+        self._check_open()
+        queue = self._broker.queues.get(name)
+        if queue is None:
+            return None
+        return QueueState(name, messages=len(queue.messages), consumers=len(queue.consumers))
+
+    async def inspect_exchange(self, name: str) -> bool:
+        self._check_open()
+        return name == "" or name in self._broker.exchanges
+
+    async def purge_queue(self, name: str) -> int:
+        self._check_open()
+        queue = self._broker.queues.get(name)
+        if queue is None:
+            raise BrokerError(f"purge queue {name!r}: queue {name!r} does not exist")
+        return self._broker.purge(queue)
 
     async def publish(
         self, envelope: Envelope, *, exchange: str = "", routing_key: str, mandatory: bool = False
