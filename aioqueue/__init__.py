@@ -34,6 +34,7 @@ from .exceptions import BrokerConnectionError as BrokerConnectionError
 from .exceptions import BrokerError as BrokerError
 from .exceptions import ConfigurationError as ConfigurationError
 from .exceptions import ContentTypeError as ContentTypeError
+from .exceptions import DeclarationConflictError as DeclarationConflictError
 from .exceptions import DecodeError as DecodeError
 from .exceptions import EncodeError as EncodeError
 from .exceptions import MalformedMessageError as MalformedMessageError
@@ -46,11 +47,14 @@ from .exceptions import TaskError as TaskError
 from .exceptions import TaskRevokedError as TaskRevokedError
 from .exceptions import TimeLimitExceeded as TimeLimitExceeded
 from .exceptions import UnknownTaskError as UnknownTaskError
+from .exceptions import UnroutableError as UnroutableError
 from .message import State as State
 from .options import Options as Options
 from .result import AsyncResult as AsyncResult
 from .result import GroupResult as GroupResult
 from .task import Task as Task
+from .topology import Binding as Binding
+from .topology import Broadcast as Broadcast
 from .topology import Exchange as Exchange
 from .topology import Queue as Queue
 from .worker import Worker as Worker
@@ -60,6 +64,8 @@ __all__ = (
     "App",
     "ArgumentsError",
     "AsyncResult",
+    "Binding",
+    "Broadcast",
     "BrokerConnectionError",
     "BrokerError",
     "Chain",
@@ -67,6 +73,7 @@ __all__ = (
     "Chunks",
     "ConfigurationError",
     "ContentTypeError",
+    "DeclarationConflictError",
     "DecodeError",
     "EncodeError",
     "Exchange",
@@ -87,6 +94,7 @@ __all__ = (
     "TaskRevokedError",
     "TimeLimitExceeded",
     "UnknownTaskError",
+    "UnroutableError",
     "Worker",
     "__version__",
     "chain",

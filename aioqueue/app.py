@@ -29,9 +29,10 @@ from .result import AsyncResult
 from .results.base import ResultBackend
 from .results.disabled import DisabledBackend
 from .results.rpc import RpcBackend
+from .routing import Routes, TaskRoutes
 from .serialization import Codec
 from .task import Task
-from .topology import Queue
+from .topology import Destination
 from .transport.amqp import AmqpTransport
 from .transport.base import Transport
 from .transport.memory import MemoryTransport
@@ -59,10 +60,13 @@ class App:
         the caller owns (shared by several apps in one process, e.g. in tests).
     :param result_backend: ``rpc://`` (results travel to the caller's reply queue), or
         ``None`` to disable results.
-    :param default_queue: where tasks go without a ``queue`` option.
-    :param queues: queue definitions (arguments such as ``x-max-priority`` or
-        ``x-queue-type``, exchange types), used wherever this app declares a queue of
-        that name: when sending to it and when a worker consumes it.
+    :param default_queue: where tasks go without a route.
+    :param queues: the app's :class:`~aioqueue.Queue` and :class:`~aioqueue.Broadcast`
+        definitions (bindings to exchanges, priorities, quorum, limits), used wherever
+        this app declares one of that name: when sending to it and when a worker
+        consumes it. A worker consumes them all by default.
+    :param task_routes: Celery's ``task_routes``: which tasks go where, below the
+        task's and the call's own options (see :data:`aioqueue.routing.TaskRoutes`).
     :param accept_pickle: let workers accept pickle bodies (unsafe; warns).
     :param exception_modules: modules whose exception types a failed task raises again
         on the caller as themselves; builtins, asyncio and aioqueue's own are always
@@ -85,7 +89,8 @@ class App:
         broker: str | Transport = "memory://",
         result_backend: str | None = "rpc://",
         default_queue: str = "celery",
-        queues: Iterable[Queue] = (),
+        queues: Iterable[Destination] = (),
+        task_routes: TaskRoutes = None,
         accept_pickle: bool = False,
         exception_modules: Iterable[str] = (),
         publish_timeout: float = 30.0,
@@ -114,6 +119,7 @@ class App:
             owns_transport=isinstance(broker, str),
             default_queue=default_queue,
             queues=queues,
+            routes=Routes(task_routes),
             chord_expires=chord_expires,
         )
         self.results: ResultBackend
@@ -191,6 +197,9 @@ class App:
         *,
         name: str | None = None,
         queue: str | None = None,
+        exchange: str | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
         ignore_result: bool | None = None,
         time_limit: float | None = None,
     ) -> _TaskDecorator: ...
@@ -202,18 +211,31 @@ class App:
         *,
         name: str | None = None,
         queue: str | None = None,
+        exchange: str | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
         ignore_result: bool | None = None,
         time_limit: float | None = None,
     ) -> Task[Any, Any] | _TaskDecorator:
         """Register ``fn`` as a task: ``@app.task`` or ``@app.task(name=..., queue=...)``.
 
         :param name: the registered name (default ``module.function``).
-        :param queue: the task's default queue.
+        :param queue: the task's default queue (above ``task_routes``).
+        :param exchange: send it through this exchange instead (with ``routing_key``).
+        :param routing_key: the routing key for ``exchange``.
+        :param priority: its default priority (for a queue with ``max_priority``).
         :param ignore_result: the worker sends no result by default.
         :param time_limit: default hard time limit in seconds.
         :raises ConfigurationError: another function is registered under that name.
         """
-        options = Options(queue=queue, ignore_result=ignore_result, time_limit=time_limit)
+        options = Options(
+            queue=queue,
+            exchange=exchange,
+            routing_key=routing_key,
+            priority=priority,
+            ignore_result=ignore_result,
+            time_limit=time_limit,
+        )
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or self._default_name(func)
@@ -262,8 +284,9 @@ class App:
 
     def worker(
         self,
-        queues: Iterable[str | Queue] | None = None,
+        queues: Iterable[str | Destination] | None = None,
         *,
+        exclude: Iterable[str] = (),
         concurrency: int = 100,
         prefetch: int | None = None,
         shutdown_timeout: float = 30.0,
@@ -276,6 +299,7 @@ class App:
             self.broker,
             self.registry,
             queues=queues,
+            exclude=exclude,
             concurrency=concurrency,
             prefetch=prefetch,
             shutdown_timeout=shutdown_timeout,
@@ -320,6 +344,8 @@ class App:
         kwargs: dict[str, Any] | None = None,
         *,
         queue: str | None = None,
+        exchange: str | None = None,
+        routing_key: str | None = None,
         countdown: float | None = None,
         eta: datetime | None = None,
         expires: float | datetime | None = None,
@@ -334,6 +360,8 @@ class App:
         """
         options = Options(
             queue=queue,
+            exchange=exchange,
+            routing_key=routing_key,
             countdown=countdown,
             eta=eta,
             expires=expires,

@@ -4,7 +4,7 @@ Everything that sends a task message (the client, the worker continuing a workfl
 later beat and remote control) goes through a :class:`Broker`:
 
 1. :func:`aioqueue.routing.resolve` decides the :class:`~aioqueue.routing.Route` (pure);
-2. the route's queue topology (exchange, queue, ``.dlq``, binding) and delay bucket are
+2. the route's topology (exchanges, queue, ``.dlq``, bindings) and delay bucket are
    declared once per connection: the cache is dropped when the transport reconnects
    (``Transport.generation``), so what the broker lost meanwhile is declared again;
 3. the message is encoded and published ``mandatory`` with a publisher confirm. A
@@ -23,16 +23,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 
 from .canvas import Plan
-from .exceptions import BrokerError, PartialPublishError, PreconditionFailedError, PublishError
+from .exceptions import (
+    BrokerError,
+    DeclarationConflictError,
+    PartialPublishError,
+    PreconditionFailedError,
+    PublishError,
+)
 from .message import TaskMessage, utc_now
 from .options import Options
-from .routing import Route, resolve
+from .routing import Route, Routes, resolve
 from .serialization import Codec
-from .topology import Queue, chord_queue, delay_topology
-from .transport.base import Envelope, QueueSpec, Transport
+from .topology import (
+    Broadcast,
+    Declarations,
+    Destination,
+    Exchange,
+    Topology,
+    chord_queue,
+    delay_topology,
+)
+from .transport.base import Envelope, ExchangeSpec, QueueSpec, Transport
 
 __all__ = ("Broker",)
 
@@ -45,8 +58,10 @@ class Broker:
     :param transport: the connection to the broker.
     :param codec: encodes message bodies.
     :param owns_transport: :meth:`aclose` closes the transport too.
-    :param default_queue: where tasks go without a ``queue`` option.
-    :param queues: queue definitions used wherever a queue of that name is declared.
+    :param default_queue: where tasks go without a route.
+    :param queues: the queues and broadcasts the app defines, used wherever one of
+        that name is declared.
+    :param routes: the app's ``task_routes``.
     :param chord_expires: seconds a chord's progress queue outlives its last activity.
     """
 
@@ -57,16 +72,20 @@ class Broker:
         *,
         owns_transport: bool,
         default_queue: str = "celery",
-        queues: Iterable[Queue] = (),
+        queues: Iterable[Destination] = (),
+        routes: Routes | None = None,
         chord_expires: float = 86_400.0,
     ) -> None:
         self.transport = transport
         self.codec = codec
-        self.default_queue = default_queue
+        self.topology = Topology(queues, default_queue)
+        self.routes = routes or Routes()
         self.chord_expires = chord_expires
         self._owns_transport = owns_transport
-        self._queues = {q.name: q for q in queues}
+        # Names declared on this connection; exchanges apart, as a queue and an
+        # exchange may share a name.
         self._declared: set[str] = set()
+        self._declared_exchanges: set[str] = set()
         self._generation = -1
         # Created inside the running loop: a broker may be opened again in another loop.
         self._connecting: asyncio.Lock | None = None
@@ -74,13 +93,18 @@ class Broker:
         self._connected = False
 
     @property
-    def queues(self) -> Mapping[str, Queue]:
-        """The queue definitions this broker was given, by name."""
-        return self._queues
+    def default_queue(self) -> str:
+        """Where tasks go without a route."""
+        return self.topology.default_queue
 
-    def queue(self, name: str) -> Queue:
-        """The definition of queue ``name``: the one given, else the default shape."""
-        return self._queues.get(name) or Queue(name)
+    @property
+    def queues(self) -> Mapping[str, Destination]:
+        """The queue and broadcast definitions this broker was given, by name."""
+        return self.topology.defined
+
+    def queue(self, name: str) -> Destination:
+        """The definition of ``name``: the one given, else the default queue shape."""
+        return self.topology.destination(name)
 
     async def connect(self) -> None:
         """Connect the transport (idempotent; concurrent callers share one connect).
@@ -103,14 +127,24 @@ class Broker:
         self._connected = False
         self._connecting = self._declaring = None
         self._declared.clear()
+        self._declared_exchanges.clear()
 
     # -- deciding ------------------------------------------------------------------------
 
-    def route(self, options: Options, eta: datetime | None) -> Route:
-        """Where a message sent with ``options`` and due at ``eta`` goes (no I/O)."""
-        now = utc_now() if eta is not None else None
+    def route(self, options: Options, message: TaskMessage | None = None) -> Route:
+        """Where ``message`` sent with ``options`` goes (no I/O; see ``aioqueue.routing``)."""
+        if message is None:
+            return resolve(options, self.topology)
+        eta = message.eta
         return resolve(
-            options, default_queue=self.default_queue, queues=self._queues, eta=eta, now=now
+            options,
+            self.topology,
+            task=message.task,
+            args=message.args,
+            kwargs=message.kwargs,
+            routes=self.routes,
+            eta=eta,
+            now=utc_now() if eta is not None else None,
         )
 
     def envelope(self, message: TaskMessage) -> Envelope:
@@ -136,59 +170,106 @@ class Broker:
         generation = self.transport.generation
         if generation != self._generation:
             self._declared.clear()
+            self._declared_exchanges.clear()
             self._generation = generation
         return self._declared
 
-    async def declare(self, queue: Queue) -> None:
-        """Declare a queue's exchange, the queue, its ``.dlq`` and the binding, once.
+    async def declare(self, definition: Destination | Exchange, *, strict: bool = False) -> None:
+        """Declare a definition's topology once per connection: a queue's exchanges,
+        the queue, its ``.dlq`` and its bindings; a broadcast's exchange; an exchange.
 
-        A queue (or ``.dlq``) that exists with other arguments, declared by someone who
-        knows another definition, is used as it is, with a warning; its ``.dlq`` and
-        binding are declared all the same, so nothing is dead-lettered into nowhere.
+        What exists with other settings (declared by someone who knows another
+        definition) is used as it is, with a warning, and the rest is declared all the
+        same, so nothing is dead-lettered into nowhere; with ``strict`` (a worker
+        starting) it is an error instead.
+
+        :raises DeclarationConflictError: ``strict``, and something exists otherwise.
         """
-        if queue.name in self._fresh():
+        if isinstance(definition, Exchange):
+            if definition.name not in self._fresh_exchanges():
+                async with self._declaring_lock():
+                    await self._declare_exchange(definition.spec(), strict)
+            return
+        if definition.name in self._fresh():
             return
         # One declaration at a time: a group's first members must not all declare.
         async with self._declaring_lock():
             declared = self._fresh()
-            if queue.name in declared:
+            if definition.name in declared:
                 return
-            exchange, specs, binding = queue.topology()
-            await self.transport.declare_exchange(exchange)
-            for spec in specs:
-                await self._declare_queue(spec)
+            await self._declare_all(definition.declarations(), strict)
+            declared.add(definition.name)
+
+    def _fresh_exchanges(self) -> set[str]:
+        self._fresh()
+        return self._declared_exchanges
+
+    async def _declare_all(self, todo: Declarations, strict: bool) -> None:
+        for exchange in todo.exchanges:
+            await self._declare_exchange(exchange, strict)
+        for spec in todo.queues:
+            await self._declare_queue(spec, strict)
+        for binding in todo.bindings:
             await self.transport.bind(binding)
-            declared.add(queue.name)
+
+    async def declare_worker_queue(self, broadcast: Broadcast, worker_id: str) -> str:
+        """Declare one worker's exclusive queue of ``broadcast``; returns its name.
+
+        :raises DeclarationConflictError: the exchange exists as another type.
+        """
+        todo = broadcast.worker_queue(worker_id)
+        async with self._declaring_lock():
+            await self._declare_all(todo, strict=True)
+        return todo.queues[0].name
 
     def _declaring_lock(self) -> asyncio.Lock:
         if self._declaring is None:
             self._declaring = asyncio.Lock()
         return self._declaring
 
-    async def _declare_queue(self, spec: QueueSpec) -> None:
+    async def _declare_exchange(self, spec: ExchangeSpec, strict: bool) -> None:
+        if spec.name in self._fresh_exchanges():
+            return
+        try:
+            await self.transport.declare_exchange(spec)
+        except PreconditionFailedError as exc:
+            wanted = f"type {spec.type}" + ("" if spec.durable else ", transient")
+            if spec.arguments:
+                wanted += f", arguments {spec.arguments}"
+            self._conflict(DeclarationConflictError("exchange", spec.name, wanted, exc), strict)
+        self._declared_exchanges.add(spec.name)
+
+    async def _declare_queue(self, spec: QueueSpec, strict: bool) -> None:
         try:
             await self.transport.declare_queue(spec)
         except PreconditionFailedError as exc:
-            log.warning(
-                "queue %r exists with other arguments; using it as it is (give its "
-                "definition in App(queues=[...]) to declare it alike): %s",
-                spec.name,
-                exc,
-            )
+            wanted = f"arguments {spec.arguments or {}}"
+            state = await self.transport.inspect_queue(spec.name)
+            held = "" if state is None else f"; it holds {state.messages} message(s)"
+            conflict = DeclarationConflictError("queue", spec.name, wanted + held, exc)
+            self._conflict(conflict, strict)
 
-    async def declare_delay(self, bucket_ms: int) -> str:
-        """Declare one delay bucket (see ``aioqueue.topology``), once; returns its exchange."""
-        exchange, spec, binding = delay_topology(bucket_ms)
+    def _conflict(self, error: DeclarationConflictError, strict: bool) -> None:
+        if strict:
+            raise error
+        log.warning("%s; using it as it is (define it alike in App(queues=[...]))", error)
+
+    async def declare_delay(self, bucket_ms: int, exchange: str = "") -> str:
+        """Declare one delay bucket (see ``aioqueue.topology``), once; returns its exchange.
+
+        :param exchange: where the bucket dead-letters its messages.
+        """
+        bucket, spec, binding = delay_topology(bucket_ms, exchange)
         if spec.name in self._fresh():
-            return exchange.name
+            return bucket.name
         async with self._declaring_lock():
             declared = self._fresh()
             if spec.name not in declared:
-                await self.transport.declare_exchange(exchange)
+                await self.transport.declare_exchange(bucket)
                 await self.transport.declare_queue(spec)
                 await self.transport.bind(binding)
                 declared.add(spec.name)
-        return exchange.name
+        return bucket.name
 
     async def declare_chord(self, group_id: str) -> str:
         """Declare the queue holding a chord's progress; returns its name.
@@ -200,18 +281,23 @@ class Broker:
         await self.transport.declare_queue(spec)
         return spec.name
 
-    async def declare_route(self, route: Route) -> None:
-        """Declare what ``route`` needs: its queue's topology and its delay bucket."""
-        if route.queue is not None:
-            await self.declare(route.queue)
+    async def declare_route(self, route: Route) -> str:
+        """Declare what ``route`` needs; returns the exchange to publish to (its delay
+        bucket's while it is not due)."""
+        for definition in route.declare:
+            await self.declare(definition)
         if route.delay_ms is not None:
-            await self.declare_delay(route.delay_ms)
+            return await self.declare_delay(route.delay_ms, route.exchange)
+        return route.exchange
 
     def _forget(self, route: Route) -> None:
-        if route.queue is not None:
-            self._declared.discard(route.queue.name)
+        for definition in route.declare:
+            if isinstance(definition, Exchange):
+                self._declared_exchanges.discard(definition.name)
+            else:
+                self._declared.discard(definition.name)
         if route.delay_ms is not None:
-            self._declared.discard(delay_topology(route.delay_ms)[1].name)
+            self._declared.discard(delay_topology(route.delay_ms, route.exchange)[1].name)
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -225,28 +311,28 @@ class Broker:
         await self.publish_envelope(self.envelope(message), route, mandatory=mandatory)
 
     async def publish_task(self, message: TaskMessage, options: Options | None = None) -> None:
-        """Publish ``message`` where ``options`` route it, delayed if it is not due."""
-        await self.publish(message, self.route(options or Options(), message.eta))
+        """Publish ``message`` where ``options`` and the app's routes send it, delayed
+        if it is not due."""
+        await self.publish(message, self.route(options or Options(), message))
 
     async def publish_envelope(
         self, envelope: Envelope, route: Route, *, mandatory: bool = True
     ) -> None:
         """Publish an encoded task message along ``route`` (see :meth:`publish`)."""
         await self.connect()
-        await self.declare_route(route)
+        exchange = await self.declare_route(route)
         try:
-            await self._send(envelope, route, mandatory)
+            await self._send(envelope, exchange, route, mandatory)
         except PublishError as exc:
-            if route.queue is None:
+            if not route.declare:
                 raise
-            # Declared here before, unroutable now: the queue was deleted behind the cache.
-            log.warning("publish to %r failed (%s); declaring it again", route.routing_key, exc)
+            # Declared here before, unroutable now: maybe deleted behind the cache.
+            log.info("publish to %r failed (%s); declaring it again", route.routing_key, exc)
             self._forget(route)
-            await self.declare_route(route)
-            await self._send(envelope, route, mandatory)
+            exchange = await self.declare_route(route)
+            await self._send(envelope, exchange, route, mandatory)
 
-    async def _send(self, envelope: Envelope, route: Route, mandatory: bool) -> None:
-        exchange = route.exchange
+    async def _send(self, envelope: Envelope, exchange: str, route: Route, mandatory: bool) -> None:
         await self.transport.publish(
             envelope, exchange=exchange, routing_key=route.routing_key, mandatory=mandatory
         )
@@ -276,7 +362,7 @@ class Broker:
             return
         # Encoded before anything is sent: an unserialisable member sends nothing.
         ready = [
-            (o.message.id, self.envelope(o.message), self.route(o.options, o.message.eta))
+            (o.message.id, self.envelope(o.message), self.route(o.options, o.message))
             for o in todo.messages
         ]
         failed: dict[str, BrokerError] = {}

@@ -7,6 +7,7 @@ Every error aioqueue raises derives from :class:`AioQueueError`::
     ├── BrokerError                   the broker refused or lost something
     │   ├── BrokerConnectionError     (also ConnectionError) cannot reach / lost the broker
     │   ├── PreconditionFailedError   a declaration conflicts with what the broker has
+    │   │   └── DeclarationConflictError  names what the app wants and what exists
     │   └── PublishError              a publish was not confirmed (nack, returned, closed)
     │       ├── UnroutableError       a mandatory publish that no queue was bound to receive
     │       └── PartialPublishError   some messages of a canvas were sent, others not
@@ -37,6 +38,7 @@ __all__ = (
     "BrokerError",
     "ConfigurationError",
     "ContentTypeError",
+    "DeclarationConflictError",
     "DecodeError",
     "EncodeError",
     "MalformedMessageError",
@@ -76,6 +78,27 @@ class BrokerConnectionError(BrokerError, ConnectionError):
 class PreconditionFailedError(BrokerError):
     """Raised when a declaration conflicts with what the broker has, e.g. a queue that
     exists with other arguments (RabbitMQ's PRECONDITION_FAILED)."""
+
+
+class DeclarationConflictError(PreconditionFailedError):
+    """Raised when a queue or exchange exists in the broker with other settings than the
+    app's definition; it names both. A worker refuses to start on it; a client uses
+    what exists, with a warning.
+
+    :param kind: ``queue`` or ``exchange``.
+    :param name: its name.
+    :param wanted: what the app's definition asks for.
+    :param broker: the broker's refusal, which says what it has.
+    """
+
+    def __init__(self, kind: str, name: str, wanted: str, broker: BaseException) -> None:
+        self.kind = kind
+        self.name = name
+        self.wanted = wanted
+        super().__init__(
+            f"{kind} {name!r} exists in the broker with other settings: the app wants "
+            f"{wanted}; the broker says: {broker}"
+        )
 
 
 class PublishError(BrokerError):

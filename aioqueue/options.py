@@ -59,9 +59,17 @@ class Options:
             raise ConfigurationError(f"priority must be 0-255, got {self.priority}")
 
     def merged(self, other: Options) -> Options:
-        """These options with every field ``other`` sets taken from ``other``."""
+        """These options with every field ``other`` sets taken from ``other``.
+
+        A destination is taken as a whole: when ``other`` names a ``queue`` or an
+        ``exchange``, this one's queue, exchange and routing key are dropped, so a
+        call's ``queue=`` is never sent through a route's exchange.
+        """
         changes = {name: getattr(other, name) for name in _OPTION_NAMES}
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        base = self
+        if other.queue is not None or other.exchange is not None:
+            base = replace(self, queue=None, exchange=None, routing_key=None)
+        return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         """The fields that are set, as Celery's signature ``options`` object."""

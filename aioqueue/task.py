@@ -113,6 +113,8 @@ class Task(Generic[P, R]):
         kwargs: dict[str, Any] | None = None,
         *,
         queue: str | None = None,
+        exchange: str | None = None,
+        routing_key: str | None = None,
         countdown: float | None = None,
         eta: datetime | None = None,
         expires: float | datetime | None = None,
@@ -138,6 +140,8 @@ class Task(Generic[P, R]):
         """
         options = Options(
             queue=queue,
+            exchange=exchange,
+            routing_key=routing_key,
             countdown=countdown,
             eta=eta,
             expires=expires,

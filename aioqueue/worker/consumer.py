@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from types import TracebackType
@@ -50,7 +51,7 @@ from ..message import ResultMessage, TaskMessage, utc_now
 from ..registry import Registry
 from ..routing import Route
 from ..task import Task
-from ..topology import Queue, chord_run_lease, delay_topology, dlq_name
+from ..topology import Broadcast, Destination, chord_run_lease
 from ..transport.base import Consumer, Delivery, Envelope, Publish
 from . import chord, execute
 from .completion import Followups, followups
@@ -73,8 +74,10 @@ class Worker:
 
     :param broker: the broker layer it consumes from and publishes through.
     :param registry: the tasks it can run.
-    :param queues: queue names or :class:`~aioqueue.Queue` objects (default: the
-        broker's default queue).
+    :param queues: names, :class:`~aioqueue.Queue` or :class:`~aioqueue.Broadcast`
+        objects (default: the default queue and every queue and broadcast the app
+        defines); a name the app does not define is a queue of the default shape.
+    :param exclude: names not to consume (Celery's ``-X``).
     :param concurrency: tasks in flight at once; sync tasks run in a pool of as many
         threads (a sync task past its time limit keeps its thread until it returns).
     :param prefetch: unacked messages per queue (default: ``concurrency``).
@@ -88,7 +91,8 @@ class Worker:
         broker: Broker,
         registry: Registry,
         *,
-        queues: Iterable[str | Queue] | None = None,
+        queues: Iterable[str | Destination] | None = None,
+        exclude: Iterable[str] = (),
         concurrency: int = 100,
         prefetch: int | None = None,
         shutdown_timeout: float = 30.0,
@@ -98,8 +102,14 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         self.broker = broker
         self.registry = registry
-        names = list(queues) if queues is not None else [broker.default_queue]
-        self.queues = [q if isinstance(q, Queue) else broker.queue(q) for q in names]
+        given = list(queues or ())
+        chosen = broker.topology.consumed(
+            [q if isinstance(q, str) else q.name for q in given], exclude
+        )
+        objects = {q.name: q for q in given if not isinstance(q, str)}
+        self.queues: list[Destination] = [objects.get(q.name, q) for q in chosen]
+        # A broadcast's queue of this worker is named with this, unique per worker.
+        self.id = uuid.uuid4().hex[:12]
         self.concurrency = concurrency
         self.prefetch = prefetch or concurrency
         self.shutdown_timeout = shutdown_timeout
@@ -134,6 +144,7 @@ class Worker:
     async def start(self) -> None:
         """Connect, declare each queue's topology (with its ``.dlq``) and start consuming.
 
+        :raises DeclarationConflictError: a queue or exchange exists with other settings.
         :raises BrokerError: a queue cannot be declared or consumed.
         """
         self._slots = asyncio.Semaphore(self.concurrency)
@@ -142,20 +153,28 @@ class Worker:
         self._idle.set()
         self._failure = None
         await self.broker.connect()
+        names = []
         for queue in self.queues:
-            await self.broker.declare(queue)
+            # A conflict stops a worker here: consuming a queue shaped otherwise would
+            # not do what the app says (priorities, ordering, ...).
+            await self.broker.declare(queue, strict=True)
+            name = queue.name
+            if isinstance(queue, Broadcast):
+                name = await self.broker.declare_worker_queue(queue, self.id)
+            self._by_name[name] = queue
+            names.append(name)
         try:
-            for queue in self.queues:
+            for name in names:
                 consumer = await self.broker.transport.consume(
-                    queue.name, self._on_delivery, prefetch=self.prefetch
+                    name, self._on_delivery, prefetch=self.prefetch
                 )
                 self._consumers.append(consumer)
-                watcher = asyncio.create_task(self._watch(queue.name, consumer))
+                watcher = asyncio.create_task(self._watch(name, consumer))
                 self._watchers.add(watcher)
         except BaseException:
             await self.stop()
             raise
-        log.info("worker consuming %s", ", ".join(q.name for q in self.queues))
+        log.info("worker consuming %s", ", ".join(names))
 
     async def _watch(self, queue: str, consumer: Consumer) -> None:
         error = await consumer.wait_lost()
@@ -453,20 +472,20 @@ class Worker:
                 "settling on %s failed (%s); the broker will redeliver", delivery.queue, exc
             )
 
-    def _queue(self, name: str) -> Queue:
+    def _queue(self, name: str) -> Destination:
         return self._by_name.get(name) or self.broker.queue(name)
 
     async def _delay(self, delivery: Delivery, bucket_ms: int) -> None:
         envelope = delivery.envelope
-        exchange = delay_topology(bucket_ms)[0].name
-        route = Route(exchange, delivery.queue, self._queue(delivery.queue), bucket_ms)
+        # Back to the queue it came from, which may be a worker's broadcast queue.
+        route = Route("", delivery.queue, (self._queue(delivery.queue),), bucket_ms)
         await self.broker.publish_envelope(
             replace(envelope, headers=execute.strip_broker_headers(envelope.headers)), route
         )
         await self._ack(delivery)
 
     async def _to_dlq(self, delivery: Delivery, error: BaseException) -> None:
-        """Publish the delivery to ``<queue>.dlq`` with the reason (mandatory, confirmed)."""
+        """Publish the delivery to its ``.dlq`` with the reason (mandatory, confirmed)."""
         envelope = delivery.envelope
         log.error("dead-lettering a message from %s: %s", delivery.queue, error)
         headers = {
@@ -475,7 +494,8 @@ class Worker:
             "x-aioqueue-error-type": type(error).__name__,
             "x-aioqueue-queue": delivery.queue,
         }
-        route = Route("", dlq_name(delivery.queue), self._queue(delivery.queue))
+        definition = self._queue(delivery.queue)
+        route = Route("", definition.dlq, (definition,))
         await self.broker.publish_envelope(replace(envelope, headers=headers), route)
 
     async def _park(self, delivery: Delivery, error: BaseException) -> None:
@@ -527,9 +547,7 @@ class Worker:
     def describe(self) -> list[tuple[str, str]]:
         """What the banner shows, as (label, value) rows."""
         rows = [("concurrency", f"{self.concurrency} (prefetch {self.prefetch})")]
-        for q in self.queues:
-            route = f"exchange={q.exchange_name} type={q.exchange_type} key={q.binding_key}"
-            rows.append(("queue", f"{q.name} ({route})"))
+        rows += [("queue", q.describe()) for q in self.queues]
         return rows
 
 

@@ -9,6 +9,7 @@ or leave a caller waiting.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from typing import Any
 
@@ -18,7 +19,9 @@ import pytest
 from aioqueue import (
     App,
     AsyncResult,
+    DeclarationConflictError,
     PartialPublishError,
+    Queue,
     State,
     TimeLimitExceeded,
     UnknownTaskError,
@@ -81,14 +84,26 @@ async def test_bad_input_reaches_a_dlq_deleted_behind_the_cache(
         await _unknown_task_reaches_the_dlq(app, queue_name)
 
 
-async def test_a_queue_declared_elsewhere_with_other_arguments_still_gets_its_dlq(
+async def test_a_worker_refuses_a_queue_declared_elsewhere_with_other_arguments(
     make_app: MakeApp, queue_name: str
 ) -> None:
     app = make_app("precondition")
     async with app:
         await app.transport.declare_queue(QueueSpec(queue_name, arguments={"x-max-priority": 3}))
-        async with app.worker(concurrency=2):
-            await _unknown_task_reaches_the_dlq(app, queue_name)
+        with pytest.raises(DeclarationConflictError) as caught:
+            async with app.worker(concurrency=2):
+                pass
+        # Both sides are named: what the app wants, and what the broker has.
+        message = str(caught.value)
+        assert f"queue {queue_name!r}" in message and "the app wants arguments {}" in message
+        assert re.search(r"x-max-priority.*current is (the value )?'?3", message)
+        # The app keeps working: a client's send uses the queue as it is.
+        await app.send_task("outcomes.not_registered", ignore_result=True)
+        assert await app.transport.purge_queue(queue_name) == 1
+    # Defined alike, the queue is consumed and gets its dlq.
+    alike = make_app("alike", queues=[Queue(queue_name, max_priority=3)])
+    async with alike, alike.worker(concurrency=2):
+        await _unknown_task_reaches_the_dlq(alike, queue_name)
 
 
 async def _unknown_task_reaches_the_dlq(app: App, queue_name: str) -> None:

@@ -8,7 +8,15 @@ import pytest
 
 from aioqueue.options import Options
 from aioqueue.routing import MAX_DELAY_BUCKET_MS, MIN_DELAY_MS, Route, delay_bucket_ms, resolve
-from aioqueue.topology import DELAY_PREFIX, Queue, delay_topology, dlq_name
+from aioqueue.topology import (
+    DELAY_PREFIX,
+    Binding,
+    Broadcast,
+    Exchange,
+    Queue,
+    Topology,
+    delay_topology,
+)
 from aioqueue.transport.base import BindingSpec, ExchangeSpec, QueueSpec
 
 
@@ -53,70 +61,61 @@ def test_delay_topology_dead_letters_back_through_the_default_exchange() -> None
     assert binding == BindingSpec(name, name)
 
 
-def test_queue_topology_is_celerys_plus_a_dlq() -> None:
-    exchange, queues, binding = Queue("celery").topology()
-    assert exchange == ExchangeSpec("celery", "direct")
-    assert queues == (QueueSpec("celery"), QueueSpec("celery.dlq"))
-    assert all(q.durable and not q.exclusive for q in queues)
-    assert binding == BindingSpec("celery", "celery", "celery")
-    assert dlq_name("celery") == "celery.dlq"
-
-
-def test_queue_with_its_own_exchange_and_arguments() -> None:
-    queue = Queue(
-        "hi",
-        exchange="tasks",
-        exchange_type="topic",
-        routing_key="hi.#",
-        arguments={"x-max-priority": 10},
-    )
-    exchange, queues, binding = queue.topology()
-    assert exchange == ExchangeSpec("tasks", "topic")
-    assert queues[0] == QueueSpec("hi", arguments={"x-max-priority": 10})
-    assert queues[1] == QueueSpec("hi.dlq")
-    assert binding == BindingSpec("hi", "tasks", "hi.#")
-
-
-def test_quorum_queue_dead_letters_into_its_dlq() -> None:
-    _, (queue, dlq), _ = Queue("work", arguments={"x-queue-type": "quorum"}).topology()
-    assert queue.arguments == {
-        "x-queue-type": "quorum",
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": "work.dlq",
-    }
-    assert dlq == QueueSpec("work.dlq")
-    _, (classic, _), _ = Queue("plain").topology()
-    assert classic.arguments == {}
+def test_delay_bucket_of_an_exchange_dead_letters_there() -> None:
+    exchange, queue, binding = delay_topology(1024, "orders")
+    name = f"{DELAY_PREFIX}1024.orders"
+    assert exchange == ExchangeSpec(name, "fanout")
+    assert queue.arguments == {"x-message-ttl": 1024, "x-dead-letter-exchange": "orders"}
+    assert binding == BindingSpec(name, name)
 
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
-PRIORITY = Queue("priority", arguments={"x-max-priority": 10})
+PRIORITY = Queue("priority", max_priority=10)
+ORDERS = Exchange("orders", "topic")
+CREATED = Queue("created", bindings=[Binding(ORDERS, "orders.created")])
+ALL_ORDERS = Queue("all-orders", exchange=ORDERS, routing_key="orders.#")
+BCAST = Broadcast("reload")
+TOPOLOGY = Topology([PRIORITY, CREATED, ALL_ORDERS, BCAST], "celery")
 
 
 @pytest.mark.parametrize(
     ("options", "eta", "route"),
     [
-        (Options(), None, Route("", "celery", Queue("celery"))),
-        (Options(queue="other"), None, Route("", "other", Queue("other"))),
-        (Options(queue="priority"), None, Route("", "priority", PRIORITY)),
-        # A per-call exchange is used as given; aioqueue declares nothing for it.
+        (Options(), None, Route("", "celery", (Queue("celery"),))),
+        (Options(queue="other"), None, Route("", "other", (Queue("other"),))),
+        (Options(queue="priority"), None, Route("", "priority", (PRIORITY,))),
+        # A queue is reached through the default exchange, whatever it is bound to.
+        (Options(queue="created"), None, Route("", "created", (CREATED,))),
+        # A broadcast through its fanout exchange.
+        (Options(queue="reload"), None, Route("reload", "", (BCAST,))),
+        # An exchange the app defines: declared with every app queue bound to it.
+        (
+            Options(exchange="orders", routing_key="orders.created"),
+            None,
+            Route("orders", "orders.created", (ORDERS, CREATED, ALL_ORDERS)),
+        ),
+        # An exchange the app does not define is used as given; nothing is declared.
         (Options(exchange="ex", routing_key="k"), None, Route("ex", "k")),
         (Options(exchange="ex", queue="q"), None, Route("ex", "q")),
-        (Options(exchange="ex"), None, Route("ex", "celery")),
-        # Not due: the delay bucket's exchange, keyed by the target queue.
+        (Options(exchange="ex"), None, Route("ex", "")),
+        # Not due: the delay bucket first, keyed by the target queue.
         (
             Options(queue="other"),
             NOW + timedelta(seconds=10),
-            Route(f"{DELAY_PREFIX}8192", "other", Queue("other"), 8192),
+            Route("", "other", (Queue("other"),), 8192),
+        ),
+        (
+            Options(exchange="orders", routing_key="orders.x"),
+            NOW + timedelta(seconds=2),
+            Route("orders", "orders.x", (ORDERS, CREATED, ALL_ORDERS), 1024),
         ),
         (
             Options(),
             NOW + timedelta(milliseconds=MIN_DELAY_MS - 1),
-            Route("", "celery", Queue("celery")),
+            Route("", "celery", (Queue("celery"),)),
         ),
-        (Options(), NOW - timedelta(hours=1), Route("", "celery", Queue("celery"))),
+        (Options(), NOW - timedelta(hours=1), Route("", "celery", (Queue("celery"),))),
     ],
 )
 def test_resolve(options: Options, eta: datetime | None, route: Route) -> None:
-    queues = {"priority": PRIORITY}
-    assert resolve(options, default_queue="celery", queues=queues, eta=eta, now=NOW) == route
+    assert resolve(options, TOPOLOGY, eta=eta, now=NOW) == route
