@@ -1,5 +1,5 @@
-"""``aioqueue worker``: the command line. The only module that reads argv and the
-environment, installs uvloop, configures logging and handles signals.
+"""``aioqueue worker | beat | topology | purge``: the command line. The only module that
+reads argv and the environment, installs uvloop, configures logging and handles signals.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import signal
 import socket
 import sys
@@ -25,8 +26,9 @@ from ._version import __version__
 from .app import App
 from .beat import Schedule, at, crontab, every
 from .canvas import Signature
-from .config import mask_url
-from .exceptions import AioQueueError, ConfigurationError
+from .config import broker_scheme, mask_url
+from .exceptions import AioQueueError, BrokerError, ConfigurationError
+from .overview import Overview, build, read_live, render, unacked_source
 from .worker import Worker
 
 __all__ = ("main",)
@@ -40,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aioqueue`` console script; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command not in ("worker", "beat"):
+    if args.command not in ("worker", "beat", "topology", "purge"):
         parser.print_help()
         return 2
     if args.app is None:
@@ -55,13 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot load app {args.app!r}: {exc}", file=sys.stderr)
         return 2
     try:
+        if args.command == "topology":
+            return _run(lambda: _topology_command(app, args))
+        if args.command == "purge":
+            return _purge_command(app, args)
         if args.command == "beat" and args.action in ("add", "remove", "list"):
             return _run(lambda: _beat_command(app, args))
         worker = None
         if args.command == "worker":
-            queues = [q for q in (args.queues or "").split(",") if q] or None
             worker = app.worker(
-                queues=queues,
+                queues=_names(args.queues) or None,
+                exclude=_names(args.exclude),
                 concurrency=args.concurrency,
                 prefetch=args.prefetch,
                 shutdown_timeout=args.shutdown_timeout,
@@ -73,13 +79,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _names(value: str | None) -> list[str]:
+    return [name.strip() for name in (value or "").split(",") if name.strip()]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aioqueue", description="aioqueue task queue")
     parser.add_argument("--version", action="version", version=f"aioqueue {__version__}")
     common = _common(app_required=True)
     commands = parser.add_subparsers(dest="command")
     worker = commands.add_parser("worker", help="run a worker", parents=[common])
-    worker.add_argument("-Q", "--queues", help="comma-separated queues (default: the app's)")
+    worker.add_argument(
+        "-Q",
+        "--queues",
+        help="comma-separated queues to consume (default: the default queue and every "
+        "queue and broadcast the app defines)",
+    )
+    worker.add_argument("-X", "--exclude-queues", dest="exclude", help="queues not to consume")
     worker.add_argument(
         "-c",
         "--concurrency",
@@ -117,6 +133,28 @@ def _parser() -> argparse.ArgumentParser:
     remove = actions.add_parser("remove", help="remove a runtime entry", parents=[common])
     remove.add_argument("name")
     actions.add_parser("list", help="list every entry", parents=[common])
+    topology = commands.add_parser(
+        "topology",
+        help="show the exchanges, bindings and queues the app declares",
+        parents=[common],
+    )
+    topology.add_argument(
+        "--live",
+        action="store_true",
+        help="add what the broker holds: ready and unacked messages, consumers",
+    )
+    topology.add_argument("--json", action="store_true", help="print one JSON document")
+    topology.add_argument(
+        "-Q", "--queues", help="mark what a worker started with these -Q would consume"
+    )
+    topology.add_argument(
+        "-X", "--exclude-queues", dest="exclude", help="... and with these -X (queues it skips)"
+    )
+    purge = commands.add_parser(
+        "purge", help="remove the ready messages of the named queues", parents=[common]
+    )
+    purge.add_argument("-Q", "--queues", help="comma-separated queues to purge (required)")
+    purge.add_argument("-f", "--force", action="store_true", help="do not ask first")
     return parser
 
 
@@ -172,6 +210,88 @@ def _json(text: str, kind: type[T]) -> T:
     if not isinstance(value, kind):
         raise ConfigurationError(f"{text!r} is not a JSON {kind.__name__}")
     return value
+
+
+async def _topology_command(app: App, args: argparse.Namespace) -> int:
+    include, exclude = _names(args.queues), _names(args.exclude)
+    overview = build(app.broker.topology, include, exclude)
+    if args.live:
+        overview = await _read_live(app, overview, include, exclude)
+    if args.json:
+        print(json.dumps(overview.to_json(), indent=2, default=str))
+    else:
+        print(render(overview))
+    return 0
+
+
+async def _read_live(
+    app: App, overview: Overview, include: list[str], exclude: list[str]
+) -> Overview:
+    _refuse_memory(app, "topology --live")
+    source = unacked_source(app.config.broker_url, shutil.which("rabbitmqctl"))
+    async with app:
+        live = await read_live(app.transport, overview, source)
+    return build(app.broker.topology, include, exclude, live)
+
+
+def _refuse_memory(app: App, command: str) -> None:
+    url = app.config.broker_url
+    if url is not None and broker_scheme(url) == "memory":
+        raise ConfigurationError(
+            f"{command}: the app's broker is memory://, which lives inside one process; "
+            "there is nothing another process can see"
+        )
+
+
+def _purge_command(app: App, args: argparse.Namespace) -> int:
+    """Purge the queues named by -Q, after asking (unless -f); 1 if declined."""
+    names = _names(args.queues)
+    if not names:
+        # Never every queue by accident: the queues are always named.
+        print("error: purge: name the queues to purge with -Q q1,q2", file=sys.stderr)
+        return 2
+    _refuse_memory(app, "purge")
+    waiting = _run(lambda: _ready_counts(app, names))
+    total = sum(waiting.values())
+    if not args.force:
+        if total == 0:
+            print(f"nothing to purge: no ready messages in {', '.join(names)}")
+            return 0
+        if not _confirm(f"purge {_messages(total)} from {', '.join(names)}? [y/N] "):
+            print("nothing purged", file=sys.stderr)
+            return 1
+    for name, count in _run(lambda: _purge_queues(app, names)).items():
+        print(f"{name}: {_messages(count)} purged")
+    return 0
+
+
+async def _ready_counts(app: App, names: list[str]) -> dict[str, int]:
+    async with app:
+        counts = {}
+        for name in names:
+            state = await app.transport.inspect_queue(name)
+            if state is None:
+                raise BrokerError(f"queue {name!r} does not exist; nothing was purged")
+            counts[name] = state.messages
+        return counts
+
+
+async def _purge_queues(app: App, names: list[str]) -> dict[str, int]:
+    async with app:
+        return {name: await app.transport.purge_queue(name) for name in names}
+
+
+def _confirm(question: str) -> bool:
+    try:
+        answer = input(question)
+    except (EOFError, KeyboardInterrupt):  # no answer is no
+        print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _messages(count: int) -> str:
+    return f"{count} message" + ("" if count == 1 else "s")
 
 
 def load_app(spec: str) -> App:
@@ -257,7 +377,7 @@ def _loop_name() -> str:
     return type(asyncio.get_running_loop()).__module__.split(".")[0] + " event loop"
 
 
-def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``main()`` in a new event loop: uvloop's when it is installed."""
     loop_factory = None
     if importlib.util.find_spec("uvloop") is not None:

@@ -1,4 +1,5 @@
-"""Every example runs as the README says: the tour, and the service with its publisher."""
+"""Every example runs as the README says: the tour, the service with its publisher, beat
+and routing."""
 
 from __future__ import annotations
 
@@ -98,3 +99,29 @@ def test_beat_example_on_rabbitmq(amqp_url: str, queue_name: str) -> None:
         _check_beat(_run("-m", "examples.beat", broker=amqp_url, queue=queue_name, env=env))
     finally:
         asyncio.run(delete_topology(amqp_url, queue_name))
+
+
+def _check_routing(out: subprocess.CompletedProcess[str]) -> None:
+    assert out.returncode == 0, out.stderr
+    for line in (
+        "send_email -> routing.emails: mail sent to ada@example.com",
+        "daily_report -> routing.reports: report for monday",
+        "routing_key 'order.created' -> routing.audit: audited order.created",
+        "routing_key 'invoice.paid' -> UnroutableError:",
+        "reload_config(2) -> routing.reload: ran 2 times, once per worker",
+        "routing example finished",
+    ):
+        assert line in out.stdout, out.stdout
+
+
+def test_routing_example_on_memory() -> None:
+    out = _run("-m", "examples.routing", broker="memory://")
+    assert "broker: the in-process memory://" in out.stdout
+    _check_routing(out)
+
+
+@pytest.mark.amqp
+def test_routing_example_on_rabbitmq(amqp_url: str) -> None:
+    out = _run("-m", "examples.routing", broker=amqp_url)
+    assert "broker: RabbitMQ" in out.stdout
+    _check_routing(out)

@@ -33,6 +33,7 @@ RANKS = {
     "aioqueue.testing": 5,
     "aioqueue.topology": 6,
     "aioqueue.routing": 7,
+    "aioqueue.overview": 7,
     "aioqueue.results": 7,
     "aioqueue.results.base": 8,
     "aioqueue.result": 9,
