@@ -28,6 +28,7 @@ from .canvas import Signature as Signature
 from .canvas import chain as chain
 from .canvas import chord as chord
 from .canvas import group as group
+from .control import Control as Control
 from .exceptions import AioQueueError as AioQueueError
 from .exceptions import ArgumentsError as ArgumentsError
 from .exceptions import BrokerConnectionError as BrokerConnectionError
@@ -38,20 +39,27 @@ from .exceptions import DeclarationConflictError as DeclarationConflictError
 from .exceptions import DecodeError as DecodeError
 from .exceptions import EncodeError as EncodeError
 from .exceptions import MalformedMessageError as MalformedMessageError
+from .exceptions import MaxRetriesExceededError as MaxRetriesExceededError
 from .exceptions import MessageError as MessageError
 from .exceptions import PartialPublishError as PartialPublishError
 from .exceptions import PreconditionFailedError as PreconditionFailedError
 from .exceptions import PublishError as PublishError
 from .exceptions import ResultTimeoutError as ResultTimeoutError
+from .exceptions import Retry as Retry
+from .exceptions import SoftTimeLimitExceeded as SoftTimeLimitExceeded
 from .exceptions import TaskError as TaskError
+from .exceptions import TaskExpiredError as TaskExpiredError
 from .exceptions import TaskRevokedError as TaskRevokedError
 from .exceptions import TimeLimitExceeded as TimeLimitExceeded
 from .exceptions import UnknownTaskError as UnknownTaskError
 from .exceptions import UnroutableError as UnroutableError
 from .message import State as State
 from .options import Options as Options
+from .request import Request as Request
+from .request import current_request as current_request
 from .result import AsyncResult as AsyncResult
 from .result import GroupResult as GroupResult
+from .retries import RetryPolicy as RetryPolicy
 from .task import Task as Task
 from .topology import Binding as Binding
 from .topology import Broadcast as Broadcast
@@ -73,6 +81,7 @@ __all__ = (
     "Chunks",
     "ConfigurationError",
     "ContentTypeError",
+    "Control",
     "DeclarationConflictError",
     "DecodeError",
     "EncodeError",
@@ -80,17 +89,23 @@ __all__ = (
     "Group",
     "GroupResult",
     "MalformedMessageError",
+    "MaxRetriesExceededError",
     "MessageError",
     "Options",
     "PartialPublishError",
     "PreconditionFailedError",
     "PublishError",
     "Queue",
+    "Request",
     "ResultTimeoutError",
+    "Retry",
+    "RetryPolicy",
     "Signature",
+    "SoftTimeLimitExceeded",
     "State",
     "Task",
     "TaskError",
+    "TaskExpiredError",
     "TaskRevokedError",
     "TimeLimitExceeded",
     "UnknownTaskError",
@@ -99,5 +114,6 @@ __all__ = (
     "__version__",
     "chain",
     "chord",
+    "current_request",
     "group",
 )

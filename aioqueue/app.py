@@ -14,24 +14,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import fields
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import Any, Concatenate, Literal, ParamSpec, Self, TypeVar, Unpack, overload
 
 from .beat import Beat
 from .broker import Broker
 from .builtins import builtin_tasks
 from .canvas import Canvas, Signature, freeze, plan, result_of
 from .config import AppConfig, amqp_url, broker_scheme, mask_url, result_backend_scheme
+from .control import Control
 from .options import Options, build_message
+from .ratelimit import parse_rate
 from .registry import Registry
-from .result import AsyncResult
+from .result import AsyncResult, attach_control
 from .results.base import ResultBackend
 from .results.disabled import DisabledBackend
 from .results.rpc import RpcBackend
+from .retries import RetryPolicy
 from .routing import Routes, TaskRoutes
 from .serialization import Codec
-from .task import Task
+from .task import Task, TaskSettings
 from .topology import Destination
 from .transport.amqp import AmqpTransport
 from .transport.base import Transport
@@ -80,6 +84,9 @@ class App:
     :param heartbeat: AMQP heartbeat in seconds (unless the URL gives ``heartbeat=``): a
         peer whose network went away is noticed after about two of them, by RabbitMQ
         (which then frees the beat lease it held) and by this process.
+    :param revoke_expires: seconds a revocation is kept (in RabbitMQ, for workers that
+        start later, and in each worker's memory); after that a revoked task that has
+        still not reached a worker would run. Celery's window is 3 h too.
     """
 
     def __init__(
@@ -97,6 +104,7 @@ class App:
         chord_expires: float = 86_400.0,
         result_expires: float = 3_600.0,
         heartbeat: int = 10,
+        revoke_expires: float = 10_800.0,
     ) -> None:
         self.config = AppConfig(
             name=name,
@@ -144,6 +152,8 @@ class App:
                 connection_name=f"{name} beat lease",
             )
         self.beat = Beat(name, self.broker, self.registry, lease_transport=lease_transport)
+        #: Remote control, as Celery's: ``await app.control.revoke(task_id)``.
+        self.control = Control(self.broker, revoke_expires=revoke_expires)
         for builtin_name, fn in builtin_tasks(self.registry).items():
             self.task(name=builtin_name)(fn)
 
@@ -192,16 +202,12 @@ class App:
 
     @overload
     def task(
-        self,
-        /,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-        exchange: str | None = None,
-        routing_key: str | None = None,
-        priority: int | None = None,
-        ignore_result: bool | None = None,
-        time_limit: float | None = None,
+        self, /, *, bind: Literal[True], **settings: Unpack[TaskSettings]
+    ) -> _BoundTaskDecorator: ...
+
+    @overload
+    def task(
+        self, /, *, bind: Literal[False] = False, **settings: Unpack[TaskSettings]
     ) -> _TaskDecorator: ...
 
     def task(
@@ -209,41 +215,47 @@ class App:
         fn: Callable[..., Any] | None = None,
         /,
         *,
-        name: str | None = None,
-        queue: str | None = None,
-        exchange: str | None = None,
-        routing_key: str | None = None,
-        priority: int | None = None,
-        ignore_result: bool | None = None,
-        time_limit: float | None = None,
-    ) -> Task[Any, Any] | _TaskDecorator:
+        bind: bool = False,
+        **settings: Unpack[TaskSettings],
+    ) -> Task[Any, Any] | _TaskDecorator | _BoundTaskDecorator:
         """Register ``fn`` as a task: ``@app.task`` or ``@app.task(name=..., queue=...)``.
 
-        :param name: the registered name (default ``module.function``).
-        :param queue: the task's default queue (above ``task_routes``).
-        :param exchange: send it through this exchange instead (with ``routing_key``).
-        :param routing_key: the routing key for ``exchange``.
-        :param priority: its default priority (for a queue with ``max_priority``).
-        :param ignore_result: the worker sends no result by default.
-        :param time_limit: default hard time limit in seconds.
-        :raises ConfigurationError: another function is registered under that name.
+        :param bind: the function takes the task first (``self.retry``, ``self.request``).
+        :param settings: see :class:`~aioqueue.task.TaskSettings`.
+        :raises ConfigurationError: another function is registered under that name, or
+            a setting is invalid.
         """
         options = Options(
-            queue=queue,
-            exchange=exchange,
-            routing_key=routing_key,
-            priority=priority,
-            ignore_result=ignore_result,
-            time_limit=time_limit,
+            queue=settings.get("queue"),
+            exchange=settings.get("exchange"),
+            routing_key=settings.get("routing_key"),
+            priority=settings.get("priority"),
+            ignore_result=settings.get("ignore_result"),
+            time_limit=settings.get("time_limit"),
+            soft_time_limit=settings.get("soft_time_limit"),
         )
+        policy = RetryPolicy(
+            **{k: v for k, v in settings.items() if k in _RETRY_SETTINGS}  # type: ignore[arg-type]
+        )
+        rate = settings.get("rate_limit")
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
-            task_name = name or self._default_name(func)
-            task: Task[Any, Any] = Task(self, func, name=task_name, options=options)
+            task: Task[Any, Any] = Task(
+                self,
+                func,
+                name=settings.get("name") or self._default_name(func),
+                options=options,
+                bind=bind,
+                retry_policy=policy,
+                acks_late=settings.get("acks_late", True),
+                rate_limit=None if rate is None else parse_rate(rate),
+            )
             self.registry.add(task)
             return task
 
-        return register(fn) if fn is not None else _TaskDecorator(register)
+        if fn is not None:
+            return register(fn)
+        return _BoundTaskDecorator(register) if bind else _TaskDecorator(register)
 
     def _default_name(self, fn: Callable[..., Any]) -> str:
         module = fn.__module__
@@ -290,6 +302,8 @@ class App:
         concurrency: int = 100,
         prefetch: int | None = None,
         shutdown_timeout: float = 30.0,
+        hostname: str | None = None,
+        max_redeliveries: int = 5,
     ) -> Worker:
         """A worker for this app, to use as ``async with app.worker(...):``.
 
@@ -303,6 +317,9 @@ class App:
             concurrency=concurrency,
             prefetch=prefetch,
             shutdown_timeout=shutdown_timeout,
+            hostname=hostname,
+            revoke_expires=self.control.revoke_expires,
+            max_redeliveries=max_redeliveries,
         )
 
     # -- sending -------------------------------------------------------------------------
@@ -332,10 +349,12 @@ class App:
                 reply_to=None if opts.ignore_result else reply_to,
             )
             await self.broker.publish_task(message, opts)
-            return AsyncResult(message.id, self.results)
+            return AsyncResult(message.id, self.results, control=self.control)
         node = freeze(canvas.to_dict(), reply_to)
         await self.broker.publish_plan(plan(node))
-        return result_of(node, self.results)
+        result = result_of(node, self.results)
+        attach_control(result, self.control)
+        return result
 
     async def send_task(
         self,
@@ -373,6 +392,9 @@ class App:
         return await self.send_canvas(Signature(name, tuple(args), dict(kwargs or {}), options))
 
 
+_RETRY_SETTINGS = frozenset(f.name for f in fields(RetryPolicy))
+
+
 class _TaskDecorator:
     """What ``@app.task(...)`` with options returns: keeps ``P`` and ``R`` for mypy."""
 
@@ -384,6 +406,25 @@ class _TaskDecorator:
 
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    def __call__(self, fn: Callable[..., Any], /) -> Task[Any, Any]:
+        return self._register(fn)
+
+
+class _BoundTaskDecorator:
+    """What ``@app.task(bind=True, ...)`` returns: the task's parameters without the
+    first (the task itself)."""
+
+    def __init__(self, register: Callable[[Callable[..., Any]], Task[Any, Any]]) -> None:
+        self._register = register
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]], /
+    ) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Any, P], R], /) -> Task[P, R]: ...
 
     def __call__(self, fn: Callable[..., Any], /) -> Task[Any, Any]:
         return self._register(fn)

@@ -1,5 +1,9 @@
 """``aioqueue worker | beat | topology | purge``: the command line. The only module that
 reads argv and the environment, installs uvloop, configures logging and handles signals.
+
+``worker --processes N`` runs a supervisor (``aioqueue.worker.pool``) whose children
+are this same command again, with ``--pool-child`` added: each child is an ordinary
+worker that reports to the supervisor instead of printing a banner.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .config import broker_scheme, mask_url
 from .exceptions import AioQueueError, BrokerError, ConfigurationError
 from .overview import Overview, build, read_live, render, unacked_source
 from .worker import Worker
+from .worker.pool import ChildLimits, ChildLink, ChildReady, Supervisor, node_name
 
 __all__ = ("main",)
 
@@ -37,19 +42,28 @@ log = logging.getLogger("aioqueue.cli")
 
 T = TypeVar("T")
 
+_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
+# In a pool, every process logs to the same stderr: each line says whose it is.
+_POOL_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(name)s pid %(process)d] %(message)s"
+_MIB = 2**20
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aioqueue`` console script; returns the exit status."""
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command not in ("worker", "beat", "topology", "purge"):
         parser.print_help()
         return 2
     if args.app is None:
         parser.error(f"{args.command}: the following arguments are required: -A/--app")
+    pooled = args.command == "worker" and (args.processes, args.pool_child) != (None, None)
+    if args.command == "worker" and not pooled:
+        if args.max_tasks_per_child or args.max_memory_per_child:
+            parser.error("--max-tasks-per-child and --max-memory-per-child need --processes")
     logging.basicConfig(
-        level=args.loglevel.upper(),
-        format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s",
+        level=args.loglevel.upper(), format=_POOL_LOG_FORMAT if pooled else _LOG_FORMAT
     )
     try:
         app = load_app(args.app)
@@ -63,20 +77,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _purge_command(app, args)
         if args.command == "beat" and args.action in ("add", "remove", "list"):
             return _run(lambda: _beat_command(app, args))
-        worker = None
         if args.command == "worker":
-            worker = app.worker(
-                queues=_names(args.queues) or None,
-                exclude=_names(args.exclude),
-                concurrency=args.concurrency,
-                prefetch=args.prefetch,
-                shutdown_timeout=args.shutdown_timeout,
-            )
-        with_beat = args.command == "beat" or args.beat
-        return _run(lambda: _serve(app, worker, with_beat))
+            return _worker_command(app, args, argv)
+        return _run(lambda: _serve(app, None, with_beat=True))
     except AioQueueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _worker_command(app: App, args: argparse.Namespace, argv: list[str]) -> int:
+    """``aioqueue worker``: one worker, a pool's supervisor, or one of its children."""
+    if args.processes is not None and args.pool_child is None:
+        return _run(lambda: _supervise(app, args, argv))
+    link = None
+    if args.pool_child is not None:
+        index, fd = args.pool_child
+        limits = ChildLimits(
+            max_tasks=args.max_tasks_per_child,
+            max_memory=None
+            if args.max_memory_per_child is None
+            else args.max_memory_per_child * _MIB,
+        )
+        link = ChildLink(index, fd, limits)
+    hostname = None
+    if args.hostname is not None:
+        index = None if link is None else link.index
+        hostname = node_name(args.hostname, socket.gethostname(), index)
+    worker = app.worker(
+        queues=_names(args.queues) or None,
+        exclude=_names(args.exclude),
+        concurrency=args.concurrency,
+        prefetch=args.prefetch,
+        shutdown_timeout=args.shutdown_timeout,
+        hostname=hostname,
+    )
+    # In a pool, beat runs in the first child only (and in its replacements).
+    with_beat = args.beat and (link is None or link.index == 1)
+    status = _run(lambda: _serve(app, worker, with_beat, link))
+    if link is not None and link.abandon_threads:
+        # A thread stuck past its time limit would keep the interpreter's exit waiting
+        # for it (it cannot be stopped); the worker has stopped and the app is closed.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 def _names(value: str | None) -> list[str]:
@@ -113,6 +158,35 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "-B", "--beat", action="store_true", help="run beat in this worker too (one leads)"
     )
+    worker.add_argument(
+        "-n",
+        "--hostname",
+        help="the worker's name (Celery's nodename), e.g. w1@%%h: %%h is the host, %%n its "
+        "first label, %%d its domain, %%i the index of the process in a pool; in a pool, a "
+        "name without %%i gets -%%i before its @ (default: aioqueue.<id>@<host>, unique)",
+    )
+    worker.add_argument(
+        "--processes",
+        type=_positive_int,
+        metavar="N",
+        help="run N worker processes (each with -c tasks in flight) under one supervisor "
+        "that restarts them: for CPU-bound sync tasks and hard time limits that stop them",
+    )
+    worker.add_argument(
+        "--max-tasks-per-child",
+        type=_positive_int,
+        metavar="N",
+        help="with --processes: a process replaces itself after N tasks",
+    )
+    worker.add_argument(
+        "--max-memory-per-child",
+        type=_positive_int,
+        metavar="MiB",
+        help="with --processes: a process whose resident memory passes this many MiB "
+        "replaces itself (Celery's option counts KiB)",
+    )
+    # How a pool's supervisor starts a child: its index and its end of the socket.
+    worker.add_argument("--pool-child", type=_pool_child, help=argparse.SUPPRESS)
     # Its own -A is optional: ``aioqueue beat add -A ...`` gives it to the action.
     beat = commands.add_parser(
         "beat", help="run beat, or change its runtime entries", parents=[_common(False)]
@@ -156,6 +230,24 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("-Q", "--queues", help="comma-separated queues to purge (required)")
     purge.add_argument("-f", "--force", action="store_true", help="do not ask first")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _pool_child(text: str) -> tuple[int, int]:
+    index, _, fd = text.partition(":")
+    try:
+        return int(index), int(fd)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not INDEX:FD") from None
 
 
 def _common(app_required: bool) -> argparse.ArgumentParser:
@@ -306,50 +398,114 @@ def load_app(spec: str) -> App:
     return app
 
 
-async def _serve(app: App, worker: Worker | None, with_beat: bool) -> int:
+async def _serve(
+    app: App, worker: Worker | None, with_beat: bool, link: ChildLink | None = None
+) -> int:
     """Run a worker and/or beat until SIGINT/SIGTERM (0) or until the worker cannot
-    consume a queue (1)."""
+    consume a queue (1); a pool's child also stops when it must leave (its
+    :class:`~aioqueue.worker.pool.Leave` status) or its supervisor is gone (1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with app:
-        if worker is not None:
-            await worker.start()
-        if with_beat:
-            await app.beat.start()
-        print(banner(app, worker, with_beat), flush=True)
-        # What start-up created lives as long as the process: keep it out of every
-        # full collection (tens of thousands of objects, scanned again and again).
-        gc.freeze()
-        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
-        if worker is not None:
-            waits.append(asyncio.ensure_future(worker.wait_failed()))
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-        failed = len(waits) > 1 and waits[1].done() and not waits[1].cancelled()
-        if failed:
-            print(f"error: {waits[1].result()}; stopping", file=sys.stderr, flush=True)
-        else:
-            log.info("stopping: no new tasks, waiting for running ones")
-        await app.beat.stop()
-        if worker is not None:
-            # A second signal stops waiting for running tasks.
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, worker.hurry)
-            await worker.stop()
+    if link is not None:
+        await link.open(worker)
+    try:
+        async with app:
+            if worker is not None:
+                await worker.start()
+            if with_beat:
+                await app.beat.start()
+            rows = banner_rows(app, worker, with_beat)
+            if link is None:
+                print(render_banner(rows), flush=True)
+            else:
+                hostname = worker.hostname if worker is not None else None
+                await link.ready({"banner": rows, "hostname": hostname})
+            # What start-up created lives as long as the process: keep it out of every
+            # full collection (tens of thousands of objects, scanned again and again).
+            gc.freeze()
+            status = await _until_done(stop, worker, link)
+            await app.beat.stop()
+            if worker is not None:
+                # A second signal stops waiting for running tasks.
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, worker.hurry)
+                await worker.stop()
+    finally:
+        if link is not None:
+            await link.aclose()
     log.info("stopped")
-    return 1 if failed else 0
+    return status
 
 
-def banner(app: App, worker: Worker | None = None, with_beat: bool = False) -> str:
-    """The start-up banner: versions, broker (password masked), results, queues, tasks,
-    and beat: its role and entries."""
+async def _until_done(stop: asyncio.Event, worker: Worker | None, link: ChildLink | None) -> int:
+    """Wait for the first reason to stop; say it, and return the exit status."""
+    waits: dict[str, Coroutine[Any, Any, Any]] = {}
+    if worker is not None:
+        waits["failed"] = worker.wait_failed()
+    waits["signal"] = stop.wait()
+    if link is not None:
+        waits["orphaned"] = link.wait_orphaned()
+        if worker is not None:
+            waits["leave"] = link.wait_leave()
+    reason, outcome = await _first(waits)
+    if reason == "failed":
+        print(f"error: {outcome}; stopping", file=sys.stderr, flush=True)
+        return 1
+    if reason == "orphaned":
+        log.warning("the pool's supervisor is gone; stopping")
+        return 1
+    if reason == "leave":
+        assert link is not None
+        log.log(outcome.level, "%s; stopping", outcome.why)
+        await link.leaving(outcome)
+        return int(outcome.status)
+    log.info("stopping: no new tasks, waiting for running ones")
+    return 0
+
+
+async def _first(waits: dict[str, Coroutine[Any, Any, Any]]) -> tuple[str, Any]:
+    """Run ``waits`` until one ends; its name (the first in ``waits``' order among those
+    that ended together) and its result. The others are cancelled."""
+    futures = {name: asyncio.ensure_future(wait) for name, wait in waits.items()}
+    try:
+        await asyncio.wait(futures.values(), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in futures.values():
+            future.cancel()
+        await asyncio.gather(*futures.values(), return_exceptions=True)
+    name = next(n for n, f in futures.items() if f.done() and not f.cancelled())
+    return name, futures[name].result()
+
+
+async def _supervise(app: App, args: argparse.Namespace, argv: list[str]) -> int:
+    """Run ``--processes`` children until SIGINT/SIGTERM (0), each this same command
+    with ``--pool-child``; print the pool's banner once every child consumes."""
+
+    def command(index: int, fd: int) -> list[str]:
+        return [sys.executable, "-m", "aioqueue.cli", *argv, "--pool-child", f"{index}:{fd}"]
+
+    pool = Supervisor(command, args.processes, stop_timeout=args.shutdown_timeout)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, pool.signal, sig)
+
+    def ready(children: list[ChildReady]) -> None:
+        print(render_banner(pool_banner_rows(app, args, children)), flush=True)
+
+    status = await pool.run(ready)
+    log.info("stopped")
+    return status
+
+
+def banner_rows(
+    app: App, worker: Worker | None = None, with_beat: bool = False
+) -> list[tuple[str, str]]:
+    """The start-up banner's rows: versions, broker (password masked), results, queues,
+    tasks, and beat: its role and entries."""
     rows = [
-        ("aioqueue", f"{__version__} ({app.name}@{socket.gethostname()} pid {os.getpid()})"),
+        _identity(app),
         ("aio-pika", f"{_version('aio-pika')} (aiormq {_version('aiormq')})"),
         ("python", f"{platform.python_version()} ({_loop_name()})"),
         ("broker", f"{mask_url(app.broker_url)} ({app.transport.server_version})"),
@@ -360,6 +516,47 @@ def banner(app: App, worker: Worker | None = None, with_beat: bool = False) -> s
     # Celery's built-ins (celery.map, ...) are always there; list the app's own tasks.
     tasks = app.registry.user_tasks() or ["(none)"]
     rows += [("tasks" if i == 0 else "", name) for i, name in enumerate(tasks)]
+    return rows
+
+
+def pool_banner_rows(
+    app: App, args: argparse.Namespace, children: list[ChildReady]
+) -> list[tuple[str, str]]:
+    """The pool's banner: the first child's, with the supervisor's pid and one row per
+    process (its pid and name) in place of the child's own."""
+    recycled = []
+    if args.max_tasks_per_child:
+        recycled.append(f"after {args.max_tasks_per_child} tasks")
+    if args.max_memory_per_child:
+        recycled.append(f"above {args.max_memory_per_child} MiB")
+    recycling = f" (each recycled {' or '.join(recycled)})" if recycled else ""
+    rows: list[tuple[str, str]] = []
+    for label, value in children[0].details["banner"]:
+        if label == "aioqueue":
+            rows.append(_identity(app))
+            rows.append(("processes", f"{len(children)}{recycling}"))
+            rows += [
+                (f"process {c.index}", f"pid {c.pid}, hostname {c.details.get('hostname')}")
+                for c in children
+            ]
+        elif label == "hostname":
+            continue  # each process's is above
+        elif label == "concurrency":
+            rows.append((label, f"{value} in each process"))
+        else:
+            rows.append((str(label), str(value)))
+    return rows
+
+
+def _identity(app: App) -> tuple[str, str]:
+    """The banner's first row: this version, the app, host and pid (a pool's: the
+    supervisor's)."""
+    return ("aioqueue", f"{__version__} ({app.name}@{socket.gethostname()} pid {os.getpid()})")
+
+
+def render_banner(rows: Sequence[tuple[str, str]]) -> str:
+    """``rows`` as the banner: aligned, between two rules (lines of ``-`` only, which
+    is how a reader of the worker's stdout knows the banner is complete)."""
     width = max(len(label) for label, _ in rows)
     lines = [f"  {label:<{width}}  {value}" for label, value in rows]
     rule = "-" * max(len(line) for line in lines)

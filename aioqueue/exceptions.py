@@ -20,7 +20,11 @@ Every error aioqueue raises derives from :class:`AioQueueError`::
     ├── EncodeError                   a value cannot be serialised (a task's result, arguments)
     ├── ResultTimeoutError            (also TimeoutError) a result did not arrive in time
     ├── TaskError                     a task failed remotely and its exception cannot be rebuilt
-    ├── TaskRevokedError              a task expired or was revoked before it ran
+    ├── TaskRevokedError              a task was revoked before it ran
+    │   └── TaskExpiredError          a task reached a worker after its expiry time
+    ├── Retry                         raised in a task to run it again later
+    ├── MaxRetriesExceededError       a task asked to retry past its max_retries
+    ├── SoftTimeLimitExceeded         raised in an async task past its soft time limit
     └── TimeLimitExceeded             (also TimeoutError) a task ran past its hard time limit
 
 The exceptions a user's task raises are never wrapped on the worker: they travel as
@@ -30,6 +34,8 @@ as the same type when that type is allowed (see ``App(exception_modules=...)``),
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 __all__ = (
     "AioQueueError",
@@ -42,12 +48,16 @@ __all__ = (
     "DecodeError",
     "EncodeError",
     "MalformedMessageError",
+    "MaxRetriesExceededError",
     "MessageError",
     "PartialPublishError",
     "PreconditionFailedError",
     "PublishError",
     "ResultTimeoutError",
+    "Retry",
+    "SoftTimeLimitExceeded",
     "TaskError",
+    "TaskExpiredError",
     "TaskRevokedError",
     "TimeLimitExceeded",
     "UnknownTaskError",
@@ -208,6 +218,36 @@ class TaskError(AioQueueError):
 
 class TaskRevokedError(AioQueueError):
     """Raised on the caller when the task expired or was revoked before it ran."""
+
+
+class TaskExpiredError(TaskRevokedError):
+    """Raised on the caller when the task reached a worker after its ``expires`` time
+    (it was not run)."""
+
+
+class Retry(AioQueueError):
+    """What ``raise task.retry(...)`` raises inside a task: the worker sends the task
+    again later (same id, ``retries`` + 1) instead of failing it.
+
+    :param when: seconds from now, or the time, of the next attempt.
+    :param exc: the error that made the task retry, if any.
+    """
+
+    def __init__(self, when: float | datetime, exc: BaseException | None = None) -> None:
+        self.when = when
+        self.exc = exc
+        shown = f"in {when:g}s" if isinstance(when, int | float) else f"at {when.isoformat()}"
+        super().__init__(f"Retry {shown}" + (f": {exc!r}" if exc is not None else ""))
+
+
+class MaxRetriesExceededError(AioQueueError):
+    """Raised in a task that asked to retry past its ``max_retries`` without naming the
+    error it retried for (with one, that error is raised instead, as in Celery)."""
+
+
+class SoftTimeLimitExceeded(AioQueueError):
+    """Raised inside an async task when it runs past its soft time limit; a task may
+    catch it to clean up before the hard limit."""
 
 
 class TimeLimitExceeded(AioQueueError, TimeoutError):

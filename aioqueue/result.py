@@ -14,18 +14,40 @@ import asyncio
 import builtins
 import sys
 from collections.abc import Generator, Iterable
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
-from .exceptions import ResultTimeoutError, TaskError, TaskRevokedError
+from .exceptions import (
+    ConfigurationError,
+    ResultTimeoutError,
+    TaskError,
+    TaskExpiredError,
+    TaskRevokedError,
+)
 from .message import ResultMessage, State
 from .results.base import ResultBackend
 
-__all__ = ("DEFAULT_EXCEPTION_MODULES", "AsyncResult", "GroupResult", "rebuild_exception")
+__all__ = (
+    "DEFAULT_EXCEPTION_MODULES",
+    "AsyncResult",
+    "GroupResult",
+    "Revoker",
+    "attach_control",
+    "rebuild_exception",
+)
 
 R = TypeVar("R")
 
 # Exception types from these modules are rebuilt on the caller by default.
 DEFAULT_EXCEPTION_MODULES = frozenset({"builtins", "asyncio.exceptions", "aioqueue.exceptions"})
+
+
+class Revoker(Protocol):
+    """What a result revokes its task through: ``app.control``
+    (:class:`aioqueue.control.Control`)."""
+
+    async def revoke(self, task_id: str | Iterable[str], *, terminate: bool = False) -> object:
+        """Revoke ``task_id`` on every worker (see ``Control.revoke``)."""
+        ...
 
 
 class AsyncResult(Generic[R]):
@@ -34,16 +56,24 @@ class AsyncResult(Generic[R]):
     :param task_id: the task's id.
     :param backend: where its states arrive.
     :param parent: the result of the previous step, for chains.
+    :param control: what :meth:`revoke` goes through (the app's, for the results the
+        app returns).
     """
 
-    __slots__ = ("_backend", "_final", "id", "parent")
+    __slots__ = ("_backend", "_control", "_final", "id", "parent")
 
     def __init__(
-        self, task_id: str, backend: ResultBackend, *, parent: AsyncResult[Any] | None = None
+        self,
+        task_id: str,
+        backend: ResultBackend,
+        *,
+        parent: AsyncResult[Any] | None = None,
+        control: Revoker | None = None,
     ) -> None:
         self.id = task_id
         self.parent = parent
         self._backend = backend
+        self._control = control
         self._final: ResultMessage | None = None
 
     def __repr__(self) -> str:
@@ -99,6 +129,29 @@ class AsyncResult(Generic[R]):
         """True once the task has finished successfully."""
         return await self.status() is State.SUCCESS
 
+    async def revoke(self, *, terminate: bool = False) -> None:
+        """Revoke the task on every worker, now and for the app's ``revoke_expires``: if
+        it has not run yet it will not, and :meth:`get` raises
+        :class:`~aioqueue.exceptions.TaskRevokedError`.
+
+        This revokes this task only, as Celery does; for a chain's promise (its last
+        step) the steps before it still run. To stop a whole workflow, revoke its first
+        step: ``await app.control.revoke(first.id)``.
+
+        :param terminate: also cancel it where it runs now (see ``Control.revoke``).
+        :raises ConfigurationError: this result was not made by an app.
+        :raises BrokerError: the revocation could not be recorded or sent.
+        """
+        if self._control is None:
+            raise ConfigurationError(
+                f"{self!r} cannot be revoked: it was made without an app; "
+                "use app.control.revoke(task_id)"
+            )
+        await self._control.revoke(self._revoked_ids(), terminate=terminate)
+
+    def _revoked_ids(self) -> list[str]:
+        return [self.id]
+
 
 class GroupResult(AsyncResult[list[R]]):
     """The promise of a group: one result per member, in member order.
@@ -120,8 +173,9 @@ class GroupResult(AsyncResult[list[R]]):
         backend: ResultBackend,
         *,
         parent: AsyncResult[Any] | None = None,
+        control: Revoker | None = None,
     ) -> None:
-        super().__init__(group_id, backend, parent=parent)
+        super().__init__(group_id, backend, parent=parent, control=control)
         self.results = results
 
     def __repr__(self) -> str:
@@ -152,6 +206,11 @@ class GroupResult(AsyncResult[list[R]]):
                     raise value
         return values
 
+    def _revoked_ids(self) -> list[str]:
+        # The group's id stops its members on aioqueue workers; Celery's workers look at
+        # task ids alone, so the members' are sent too.
+        return [self.id, *(r.id for r in self.results)]
+
     async def completed_count(self) -> int:
         """How many members have finished (successfully or not)."""
         return sum([await r.ready() for r in self.results])
@@ -167,6 +226,19 @@ class GroupResult(AsyncResult[list[R]]):
         return State.PENDING
 
 
+def attach_control(result: AsyncResult[Any], control: Revoker) -> None:
+    """Let ``result``, and the promises before it and inside it, revoke through
+    ``control``."""
+    todo: list[AsyncResult[Any]] = [result]
+    while todo:
+        current = todo.pop()
+        current._control = control
+        if current.parent is not None:
+            todo.append(current.parent)
+        if isinstance(current, GroupResult):
+            todo.extend(current.results)
+
+
 def rebuild_exception(message: ResultMessage, allowed_modules: Iterable[str]) -> BaseException:
     """The exception a FAILURE (or REVOKED) result stands for.
 
@@ -176,7 +248,7 @@ def rebuild_exception(message: ResultMessage, allowed_modules: Iterable[str]) ->
     type name, message and remote traceback.
     """
     if message.status is State.REVOKED:
-        return TaskRevokedError(f"task {message.task_id} was revoked: {message.result}")
+        return _revoked(message)
     info = message.result if isinstance(message.result, dict) else {}
     exc_type = str(info.get("exc_type", "Exception"))
     exc_module = info.get("exc_module")
@@ -198,3 +270,19 @@ def rebuild_exception(message: ResultMessage, allowed_modules: Iterable[str]) ->
     if message.traceback:
         exc.add_note(f"Remote traceback (task {message.task_id}):\n{message.traceback}")
     return exc
+
+
+def _revoked(message: ResultMessage) -> TaskRevokedError:
+    """Celery's REVOKED states read ``["revoked"]``, ``["terminated"]`` or
+    ``["expired"]``; aioqueue's expired ones add the expiry time."""
+    info = message.result if isinstance(message.result, dict) else {}
+    reason = info.get("exc_message")
+    words = [str(w) for w in reason] if isinstance(reason, list) else []
+    if words[:1] == ["expired"]:
+        when = f" at {words[1]}" if len(words) > 1 else ""
+        return TaskExpiredError(f"task {message.task_id} expired{when}, not run")
+    if words[:1] == ["terminated"]:
+        return TaskRevokedError(f"task {message.task_id} was revoked and terminated while it ran")
+    if words[:1] == ["revoked"]:
+        return TaskRevokedError(f"task {message.task_id} was revoked")
+    return TaskRevokedError(f"task {message.task_id} was revoked: {message.result}")

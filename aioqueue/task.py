@@ -13,18 +13,54 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, TypeVar, cast
+from typing import Any, Generic, NoReturn, ParamSpec, TypedDict, TypeVar, cast
 
 import anyio.to_thread
 
 from .canvas import Chunks, Sender, Signature
+from .exceptions import ConfigurationError, MaxRetriesExceededError, Retry
 from .options import Options
+from .request import Request, current_request
 from .result import AsyncResult
+from .retries import RetryPolicy
 
-__all__ = ("Task",)
+__all__ = ("Task", "TaskSettings")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class TaskSettings(TypedDict, total=False):
+    """What ``@app.task(...)`` takes besides ``bind``.
+
+    Send options, defaults of every call: ``queue``, ``exchange``, ``routing_key``,
+    ``priority``, ``ignore_result``, ``time_limit`` (hard, seconds: an async task is
+    cancelled, a sync one fails while its thread runs on) and ``soft_time_limit``
+    (seconds: :class:`~aioqueue.exceptions.SoftTimeLimitExceeded` is raised inside an
+    async task). ``name``: the registered name (default ``module.function``).
+
+    Retries (see :class:`~aioqueue.retries.RetryPolicy`): ``autoretry_for``,
+    ``max_retries``, ``default_retry_delay``, ``retry_backoff``, ``retry_backoff_max``,
+    ``retry_jitter``. ``acks_late`` and ``rate_limit`` (``"10/s"``, ``"100/m"``): see
+    :class:`Task`.
+    """
+
+    name: str
+    queue: str
+    exchange: str
+    routing_key: str
+    priority: int
+    ignore_result: bool
+    time_limit: float
+    soft_time_limit: float
+    autoretry_for: tuple[type[BaseException], ...]
+    max_retries: int | None
+    default_retry_delay: float
+    retry_backoff: bool | float
+    retry_backoff_max: float
+    retry_jitter: bool
+    acks_late: bool
+    rate_limit: str | float
 
 
 class Task(Generic[P, R]):
@@ -33,23 +69,44 @@ class Task(Generic[P, R]):
     :param sender: the app that sends it.
     :param fn: the task's function, ``async def`` or plain ``def`` (run in a thread).
     :param name: the registered name, ``module.function`` by default.
-    :param options: default send options (queue, ignore_result, ...).
+    :param options: default send options (queue, ignore_result, time limits, ...).
+    :param bind: ``fn`` takes the task itself first (Celery's ``bind=True``), for
+        ``self.retry(...)`` and ``self.request``.
+    :param retry_policy: when and how it retries (see :class:`~aioqueue.retries.RetryPolicy`).
+    :param acks_late: ack its message once its outcome is published (the default: a
+        worker that dies meanwhile loses nothing, the task may run again); ``False`` acks
+        it when the task starts: at most once, lost if the worker dies meanwhile.
+    :param rate_limit: tasks per second at most, per worker (see ``aioqueue.ratelimit``).
     """
 
     def __init__(
         self,
         sender: Sender,
-        fn: Callable[P, Awaitable[R]] | Callable[P, R],
+        fn: Callable[..., Awaitable[R]] | Callable[..., R],
         *,
         name: str,
         options: Options,
+        bind: bool = False,
+        retry_policy: RetryPolicy | None = None,
+        acks_late: bool = True,
+        rate_limit: float | None = None,
     ) -> None:
         self.sender = sender
         self.fn = fn
         self.name = name
         self.options = options
+        self.bind = bind
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.acks_late = acks_late
+        self.rate_limit = rate_limit
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.signature = inspect.signature(fn)
+        signature = inspect.signature(fn)
+        if bind:
+            if not signature.parameters:
+                raise ConfigurationError(f"task {name!r}: bind=True needs a first parameter")
+            signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+        # The parameters a caller gives (without the task itself when bound).
+        self.signature = signature
         # How many positional arguments the function takes when it has only plain
         # parameters (no defaults, *args, **kwargs or keyword-only ones), else -1: the
         # worker then calls it without inspect's slower binding.
@@ -58,14 +115,63 @@ class Task(Generic[P, R]):
         self.plain_arity = len(self.signature.parameters) if plain else -1
         functools.update_wrapper(self, fn)
 
+    @property
+    def request(self) -> Request:
+        """The request this task serves now (inside the task only; see
+        :func:`aioqueue.current_request`)."""
+        return current_request()
+
+    def retry(
+        self,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        exc: BaseException | None = None,
+        max_retries: int | None = None,
+    ) -> NoReturn:
+        """Inside the task: run it again later; use as ``raise self.retry(...)``.
+
+        The worker publishes the next attempt (same id, ``retries`` + 1) into the
+        broker's delay queues, waits for its confirm, then acks the current message; the
+        caller sees ``RETRY`` and its ``get()`` waits for the final outcome.
+
+        :param countdown: seconds until the next attempt (default: the policy's
+            ``default_retry_delay``).
+        :param eta: the time of the next attempt instead.
+        :param exc: the error retried for; raised instead once retries are exhausted.
+        :param max_retries: this call's limit instead of the policy's.
+        :raises Retry: always, unless retries are exhausted.
+        :raises MaxRetriesExceededError: retries are exhausted and ``exc`` is not given.
+        """
+        request = current_request()
+        if not self.retry_policy.retries_left(request.retries, max_retries):
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"Can't retry {self.name}[{request.id}] args:{request.args} kwargs:{request.kwargs}"
+            )
+        when: float | datetime = self.retry_policy.default_retry_delay
+        if eta is not None:
+            when = eta
+        elif countdown is not None:
+            when = countdown
+        raise Retry(when, exc)
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function with these arguments (and the task first when bound); the
+        worker's entry point."""
+        if self.bind:
+            return self.fn(self, *args, **kwargs)
+        return self.fn(*args, **kwargs)
+
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here and now (no broker); sync functions run in a thread."""
         if self.is_async:
-            return await cast(Callable[P, Awaitable[R]], self.fn)(*args, **kwargs)
-        call = functools.partial(self.fn, *args, **kwargs)
+            return cast(R, await self.call(*args, **kwargs))
+        call = functools.partial(self.call, *args, **kwargs)
         return cast(R, await anyio.to_thread.run_sync(call))
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[R]:

@@ -40,8 +40,10 @@ __all__ = (
     "DELAY_PREFIX",
     "EVENTS_EXCHANGE",
     "PIDBOX_EXCHANGE",
+    "PIDBOX_REPLY_EXCHANGE",
     "REPLY_PREFIX",
     "REVOKED_STATE",
+    "REVOKE_SWEEP_LEASE",
     "Binding",
     "Broadcast",
     "Declarations",
@@ -54,6 +56,10 @@ __all__ = (
     "chord_run_lease",
     "delay_topology",
     "dlq_name",
+    "pidbox_exchange",
+    "pidbox_queue",
+    "pidbox_reply_exchange",
+    "pidbox_reply_queue",
     "reply_queue",
 )
 
@@ -62,13 +68,21 @@ CHORD_PREFIX = "aioqueue.chord."
 REPLY_PREFIX = "aioqueue.reply."
 # Celery's names, so that Celery's tools (inspect, control, Flower) see aioqueue workers.
 PIDBOX_EXCHANGE = "celery.pidbox"
+PIDBOX_REPLY_EXCHANGE = "reply.celery.pidbox"
 EVENTS_EXCHANGE = "celeryev"
 # The lease whose holder is the one beat leader, and the state queues beat and
 # revocation keep.
 BEAT_LEASE = "aioqueue.beat.leader"
 BEAT_STATE = "aioqueue.beat"
 BEAT_ENTRIES = "aioqueue.beat.entries"
+# One revocation store per vhost, not per app: task ids are unique, and the app that
+# revokes (a web app, say) is often not the one whose workers run the task.
 REVOKED_STATE = "aioqueue.revoked"
+# Held by the worker that deletes expired revocations from the store, one at a time.
+REVOKE_SWEEP_LEASE = "aioqueue.revoked.sweep"
+# Celery's pidbox queue arguments (milliseconds): RabbitMQ deletes a queue unused for
+# 10 s, and drops a control message that waited in it for 5 min.
+_PIDBOX_QUEUE_ARGUMENTS = {"x-expires": 10_000, "x-message-ttl": 300_000}
 EXCHANGE_TYPES: tuple[str, ...] = get_args(ExchangeType)
 
 
@@ -513,3 +527,37 @@ def reply_queue(client_id: str, expires_s: float) -> QueueSpec:
     reconnects wait for it; RabbitMQ deletes the queue once the client is gone.
     """
     return QueueSpec(f"{REPLY_PREFIX}{client_id}", arguments={"x-expires": int(expires_s * 1000)})
+
+
+def pidbox_exchange() -> ExchangeSpec:
+    """Celery's remote-control exchange: every worker's pidbox queue is bound to it.
+
+    Declared exactly as Celery declares it (fanout, not durable), or the declarations of
+    Celery's tools and workers on the same vhost would fail.
+    """
+    return ExchangeSpec(PIDBOX_EXCHANGE, "fanout", durable=False)
+
+
+def pidbox_queue(hostname: str) -> tuple[QueueSpec, BindingSpec]:
+    """The pidbox queue of the worker named ``hostname`` (Celery's
+    ``<hostname>.celery.pidbox``) and its binding to :func:`pidbox_exchange`.
+
+    Exclusive, as Celery's (RabbitMQ 4.3 refuses transient queues that are not): it
+    goes with the worker's connection, so two running workers cannot share a hostname.
+    """
+    name = f"{hostname}.{PIDBOX_EXCHANGE}"
+    spec = QueueSpec(name, durable=False, exclusive=True, arguments=dict(_PIDBOX_QUEUE_ARGUMENTS))
+    return spec, BindingSpec(name, PIDBOX_EXCHANGE)
+
+
+def pidbox_reply_exchange(name: str = PIDBOX_REPLY_EXCHANGE) -> ExchangeSpec:
+    """The exchange control replies go to (Celery's: direct, not durable)."""
+    return ExchangeSpec(name, "direct", durable=False)
+
+
+def pidbox_reply_queue(client_id: str) -> tuple[QueueSpec, BindingSpec]:
+    """The queue a client collects control replies in (Celery's
+    ``<oid>.reply.celery.pidbox``), bound with its id as routing key."""
+    name = f"{client_id}.{PIDBOX_REPLY_EXCHANGE}"
+    spec = QueueSpec(name, durable=False, exclusive=True, arguments=dict(_PIDBOX_QUEUE_ARGUMENTS))
+    return spec, BindingSpec(name, PIDBOX_REPLY_EXCHANGE, client_id)

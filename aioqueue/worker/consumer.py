@@ -2,10 +2,11 @@
 
 For every delivery, in this order: decode and check it (bad input is dead-lettered to
 ``<queue>.dlq`` and, when the message names a ``reply_to``, the caller gets a FAILURE
-instead of waiting forever); move it to a delay bucket if it is not due yet; run the
-task; publish its outcome (its state, what follows it in a workflow) and wait for the
-broker's confirms; only then ack. A worker that dies before the ack loses nothing: the
-broker redelivers the message.
+instead of waiting forever); report it REVOKED if it was revoked (``revocations.py``;
+the worker's ``pidbox.py`` receives the revocations); move it to a delay bucket if it
+is not due yet; run the task; publish its outcome (its state, what follows it in a
+workflow) and wait for the broker's confirms; only then ack. A worker that dies before
+the ack loses nothing: the broker redelivers the message.
 
 Every delivery ends in a defined outcome:
 
@@ -31,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
+from .. import request
 from ..broker import Broker
 from ..exceptions import (
     AioQueueError,
@@ -46,25 +49,50 @@ from ..exceptions import (
     MessageError,
     PartialPublishError,
     PublishError,
+    Retry,
 )
 from ..message import ResultMessage, TaskMessage, utc_now
+from ..ratelimit import TokenBucket
 from ..registry import Registry
-from ..routing import Route
+from ..request import DeliveryInfo, Request
+from ..routing import Route, delay_bucket_ms
 from ..task import Task
 from ..topology import Broadcast, Destination, chord_run_lease
 from ..transport.base import Consumer, Delivery, Envelope, Publish
 from . import chord, execute
 from .completion import Followups, followups
 from .limits import ThreadSlots
+from .pidbox import Pidbox, default_hostname
 from .retry import Backoff
+from .revocations import Revocations
 
 __all__ = ("Worker",)
 
 log = logging.getLogger("aioqueue.worker")
 
 _OUTCOME_BACKOFF = Backoff()
+# Counts a message's deliveries on a classic queue (quorum queues count them themselves).
+REDELIVERIES_HEADER = "x-aioqueue-redeliveries"
+# Seconds a rate-limited task may wait here; beyond it waits in the broker's delay queues.
+_MAX_RATE_WAIT_S = 1.0
 # How long a copy of a chord-fired message waits while another copy runs.
 _COPY_RECHECK_MS = 1024
+
+
+class _Settled:
+    """A delivery acked already (a task with ``acks_late=False``): settling it again
+    does nothing."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.envelope = delivery.envelope
+        self.queue = delivery.queue
+        self.redelivered = delivery.redelivered
+
+    async def ack(self) -> None:
+        pass
+
+    async def reject(self, *, requeue: bool) -> None:
+        pass
 
 
 class Worker:
@@ -82,8 +110,14 @@ class Worker:
         threads (a sync task past its time limit keeps its thread until it returns).
     :param prefetch: unacked messages per queue (default: ``concurrency``).
     :param shutdown_timeout: seconds running tasks may take to finish when stopping.
+    :param max_redeliveries: a message redelivered more often (its worker died or
+        lost its connection each time) goes to the ``.dlq`` instead of running again.
     :param outcome_backoff: how often publishing a task's outcome is retried on a
         healthy connection before the message is dead-lettered.
+    :param hostname: the worker's name for remote control (Celery's nodename, e.g.
+        ``worker1@host``); unique among running workers. Default: unique per worker,
+        ``aioqueue.<id>@<host>``.
+    :param revoke_expires: seconds a revocation this worker records is kept.
     """
 
     def __init__(
@@ -96,7 +130,10 @@ class Worker:
         concurrency: int = 100,
         prefetch: int | None = None,
         shutdown_timeout: float = 30.0,
+        max_redeliveries: int = 5,
         outcome_backoff: Backoff = _OUTCOME_BACKOFF,
+        hostname: str | None = None,
+        revoke_expires: float = 10_800.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -114,7 +151,15 @@ class Worker:
         self.prefetch = prefetch or concurrency
         self.shutdown_timeout = shutdown_timeout
         self.outcome_backoff = outcome_backoff
+        self.max_redeliveries = max_redeliveries
         self.processed = 0
+        self._buckets: dict[str, TokenBucket] = {}
+        #: The worker's name; its pidbox queue is ``<hostname>.celery.pidbox``.
+        self.hostname: str = hostname or default_hostname(self.id)
+        # What is revoked (read for every message) and the running tasks a terminate
+        # cancels; the pidbox applies the revoke commands.
+        self.revocations = Revocations(broker.transport, expires=revoke_expires)
+        self._pidbox = Pidbox(broker, self.revocations, self.hostname)
         self._by_name = {q.name: q for q in self.queues}
         self._threads = ThreadSlots(concurrency)
         self._consumers: list[Consumer] = []
@@ -164,6 +209,12 @@ class Worker:
             self._by_name[name] = queue
             names.append(name)
         try:
+            # Revocations before any task queue: no task runs before the worker knows
+            # what is revoked. The pidbox consumes first, so that a command sent while
+            # the store is read reaches this worker either way.
+            pidbox = await self._pidbox.start()
+            self._watchers.add(asyncio.create_task(self._watch(self._pidbox.queue, pidbox)))
+            await self.revocations.start()
             for name in names:
                 consumer = await self.broker.transport.consume(
                     name, self._on_delivery, prefetch=self.prefetch
@@ -188,6 +239,13 @@ class Worker:
         await self._failed.wait()
         assert self._failure is not None
         return self._failure
+
+    async def wait_overrun(self) -> None:
+        """Wait until a sync task has run past its hard time limit: it failed with
+        ``TimeLimitExceeded``, but its thread runs on, as a thread cannot be stopped
+        (returns at once if that happened already). A child of ``aioqueue worker
+        --processes`` then stops and exits, which ends the thread."""
+        await self._threads.wait_overrun()
 
     def hurry(self) -> None:
         """Make a :meth:`stop` in progress cancel running tasks now (a second signal)."""
@@ -228,6 +286,9 @@ class Worker:
                 await consumer.close()
             except AioQueueError as exc:
                 log.warning("closing consumer: %s", exc)
+        # Last: until every task has ended, a terminate may still come for one.
+        await self.revocations.aclose()
+        await self._pidbox.aclose()
         self._threads.close()
         self._stopped.set()
 
@@ -260,37 +321,151 @@ class Worker:
             if not self._running:
                 self._idle.set()
 
-    async def _process(self, delivery: Delivery) -> None:
+    async def _read(self, delivery: Delivery) -> tuple[TaskMessage, Task[Any, Any]] | None:
+        """The delivery's message and its task; ``None`` for bad input, dealt with
+        (dead-lettered, the caller told)."""
         try:
             message = execute.decode(delivery.envelope, self.broker.codec)
         except MessageError as exc:
             await self._dead_letter(delivery, exc)
-            return
+            return None
         try:
             task = self.registry.lookup(message.task)
         except MessageError as exc:
             await self._dead_letter(delivery, exc, message)
+            return None
+        return message, task
+
+    async def _process(self, delivery: Delivery) -> None:
+        read = await self._read(delivery)
+        if read is None:
+            return
+        message, task = read
+        if (revoked := self.revocations.revoked(message)) is not None:
+            # Queued or delayed when it (or its workflow, or its group) was revoked: like
+            # an expired task, REVOKED to its caller and down its workflow.
+            log.info("task %s[%s] revoked (%s), not run", message.task, message.id, revoked)
+            await self._conclude(delivery, message, execute.revoked_state(message.id, "revoked"))
             return
         due = execute.when_due(message.eta, message.expires, utc_now())
         if due.expired:
-            log.info("task %s[%s] expired, not run", message.task, message.id)
-            await self._conclude(delivery, message, execute.revoked_state(message.id, "expired"))
+            expires = message.expires.isoformat() if message.expires else "?"
+            log.info("task %s[%s] expired at %s, not run", message.task, message.id, expires)
+            state = execute.revoked_state(message.id, "expired", expires)
+            await self._conclude(delivery, message, state)
             return
         if due.delay_bucket_ms is not None:
             await self._delay(delivery, due.delay_bucket_ms)
+            return
+        if due.wait_s:
+            # A millisecond more: uvloop's timers are millisecond-grained and may fire early.
+            await asyncio.sleep(due.wait_s + 0.001)
+        if delivery.redelivered and await self._redelivered_too_often(delivery, message):
             return
         try:
             bound = execute.bind(task, message)
         except MessageError as exc:
             await self._dead_letter(delivery, exc, message)
             return
+        if task.rate_limit is not None and await self._rate_limited(delivery, task):
+            return
+        if not task.acks_late:
+            # At most once, as the task asks: acked before it runs.
+            await self._ack(delivery)
+            delivery = _Settled(delivery)
         group_id = chord.fired_by(message)
         if group_id is not None:
             await self._run_fired(delivery, task, bound, message, group_id)
         else:
-            state = await self._run(task, bound, message)
-            await self._conclude(delivery, message, state)
+            outcome = await self._revocable(message, self._run(task, bound, message, delivery))
+            if isinstance(outcome, Retry):
+                await self._retry(delivery, message, outcome)
+            else:
+                await self._conclude(delivery, message, outcome)
         self.processed += 1
+
+    async def _redelivered_too_often(self, delivery: Delivery, message: TaskMessage) -> bool:
+        """Count a redelivery; dead-letter a message redelivered more than
+        ``max_redeliveries`` times (it may be what kills its workers). Returns whether
+        this delivery was dealt with here.
+
+        A quorum queue counts deliveries itself (``x-delivery-count``). On a classic
+        queue the worker counts them in a header of a copy it publishes in place of the
+        redelivered message (confirmed before the original is acked).
+        """
+        headers = delivery.envelope.headers
+        counted = headers.get("x-delivery-count")
+        if isinstance(counted, int):
+            if counted <= self.max_redeliveries:
+                return False
+            count = counted
+        else:
+            count = _int_or_zero(headers.get(REDELIVERIES_HEADER)) + 1
+            if count <= self.max_redeliveries:
+                envelope = replace(
+                    delivery.envelope, headers={**headers, REDELIVERIES_HEADER: count}
+                )
+                route = Route("", delivery.queue, (self._queue(delivery.queue),))
+                await self.broker.publish_envelope(envelope, route)
+                await self._ack(delivery)
+                return True
+        error = MessageError(
+            f"task {message.task}[{message.id}] was redelivered {count} times (more than "
+            f"max_redeliveries={self.max_redeliveries}): it may be killing its workers"
+        )
+        await self._dead_letter(delivery, error, message)
+        return True
+
+    async def _rate_limited(self, delivery: Delivery, task: Task[Any, Any]) -> bool:
+        """Wait for the task's rate limit; a long wait is spent in the broker's delay
+        queues instead, so the message is not held here. Returns whether it was."""
+        assert task.rate_limit is not None
+        bucket = self._buckets.get(task.name)
+        if bucket is None:
+            bucket = self._buckets[task.name] = TokenBucket(task.rate_limit)
+        now = time.monotonic()
+        wait = bucket.wait(now)
+        if wait > _MAX_RATE_WAIT_S:
+            bucket_ms = delay_bucket_ms(wait * 1000)
+            if bucket_ms is not None:
+                await self._delay(delivery, bucket_ms)
+                return True
+        wait = bucket.take(now)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return False
+
+    async def _retry(self, delivery: Delivery, message: TaskMessage, retry: Retry) -> None:
+        """Publish the next attempt (into the delay queues), tell the caller RETRY, then
+        ack: confirmed before the ack, so nothing is lost in between."""
+        now = utc_now()
+        attempt = execute.next_attempt(message, retry, now)
+        attempt.extra_headers.pop(REDELIVERIES_HEADER, None)
+        assert attempt.eta is not None
+        log.info("task %s[%s] retries at %s: %s", message.task, message.id, attempt.eta, retry)
+        bucket = delay_bucket_ms((attempt.eta - now).total_seconds() * 1000)
+        route = Route("", delivery.queue, (self._queue(delivery.queue),), bucket)
+
+        async def publish() -> None:
+            await self._retrying(
+                f"retry of task {message.id}", lambda: self.broker.publish(attempt, route)
+            )
+            await self._report(message, execute.retry_state(message, retry))
+
+        await self._publish_then_ack(delivery, message, publish)
+
+    async def _revocable(
+        self, message: TaskMessage, run: Awaitable[ResultMessage | Retry]
+    ) -> ResultMessage | Retry:
+        """Await ``run`` (the task's run) where a ``revoke(terminate=True)`` covering
+        ``message`` finds it: cancelled so, the task is REVOKED ``["terminated"]``."""
+        running = self.revocations.running(message)
+        with running:
+            outcome = await run
+            if not running.terminated:
+                return outcome
+        log.info("task %s[%s] terminated by a revoke", message.task, message.id)
+        return execute.revoked_state(message.id, "terminated")
 
     async def _run_fired(
         self,
@@ -317,7 +492,10 @@ class Worker:
                 )
                 await self._ack(delivery)
                 return
-            state = await self._run(task, bound, message)
+            state = await self._revocable(message, self._run(task, bound, message, delivery))
+            if isinstance(state, Retry):
+                await self._retry(delivery, message, state)
+                return
 
             async def record() -> None:
                 await chord.mark_body_ran(self.broker, group_id, message.id)
@@ -334,12 +512,22 @@ class Worker:
         *,
         before_ack: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Publish the outcome, then ack; an outcome that cannot be published on a
-        healthy connection dead-letters the message (the module docstring says why)."""
-        try:
+        """Publish the outcome, then ack (see :meth:`_publish_then_ack`)."""
+
+        async def publish() -> None:
             await self._finish(message, state)
             if before_ack is not None:
                 await self._retrying(f"record of task {message.id}", before_ack)
+
+        await self._publish_then_ack(delivery, message, publish)
+
+    async def _publish_then_ack(
+        self, delivery: Delivery, message: TaskMessage, publish: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Ack once ``publish`` is confirmed; what cannot be published on a healthy
+        connection dead-letters the message (the module docstring says why)."""
+        try:
+            await publish()
         except BrokerConnectionError:
             raise
         except BrokerError as exc:
@@ -431,20 +619,54 @@ class Worker:
         task: Task[Any, Any],
         bound: tuple[tuple[Any, ...], dict[str, Any]],
         message: TaskMessage,
-    ) -> ResultMessage:
-        limit = message.timelimit[0] or task.options.time_limit
+        delivery: Delivery,
+    ) -> ResultMessage | Retry:
+        """Call the task as ``message`` asks; its state, or the retry it asked for."""
+        hard, soft = message.timelimit
+        hard = hard or task.options.time_limit
+        soft = soft or task.options.soft_time_limit
+        token = request.enter(lambda: self._request(message, bound, delivery))
         try:
-            value = await execute.call_with_limit(task, bound, self._threads, limit)
+            value = await execute.call_with_limit(task, bound, self._threads, hard, soft)
             # A result that cannot travel fails the task here, before anything is sent.
             if _sends_result(message):
                 self.broker.codec.encode(value)
+        except Retry as retry:
+            return retry
         except EncodeError as exc:
             error = EncodeError(f"task {message.task!r} returned an unserialisable result: {exc}")
             return execute.failure_state(message.id, error)
         except Exception as exc:
+            policy = task.retry_policy
+            if isinstance(exc, policy.autoretry_for) and policy.retries_left(message.retries):
+                return Retry(policy.countdown(message.retries), exc)
             log.info("task %s[%s] raised %s: %s", message.task, message.id, type(exc).__name__, exc)
             return execute.failure_state(message.id, exc)
+        finally:
+            request.leave(token)
         return execute.success_state(message, value, [])
+
+    def _request(
+        self,
+        message: TaskMessage,
+        bound: tuple[tuple[Any, ...], dict[str, Any]],
+        delivery: Delivery,
+    ) -> Request:
+        return Request(
+            id=message.id,
+            task=message.task,
+            args=bound[0],
+            kwargs=bound[1],
+            retries=message.retries,
+            root_id=message.root_id,
+            parent_id=message.parent_id,
+            group=message.group,
+            eta=message.eta,
+            expires=message.expires,
+            reply_to=message.reply_to,
+            delivery_info=DeliveryInfo(delivery.queue, redelivered=delivery.redelivered),
+            hostname=self.hostname,
+        )
 
     async def _report(self, message: TaskMessage, state: ResultMessage) -> None:
         """Send ``state`` to the caller, if it asked for results."""
@@ -546,7 +768,8 @@ class Worker:
 
     def describe(self) -> list[tuple[str, str]]:
         """What the banner shows, as (label, value) rows."""
-        rows = [("concurrency", f"{self.concurrency} (prefetch {self.prefetch})")]
+        rows = [("hostname", self.hostname)]
+        rows += [("concurrency", f"{self.concurrency} (prefetch {self.prefetch})")]
         rows += [("queue", q.describe()) for q in self.queues]
         return rows
 
@@ -575,6 +798,10 @@ def _sends_result(message: TaskMessage) -> bool:
     """Whether the result leaves this worker: to the caller or into the workflow."""
     wants_reply = bool(message.reply_to) and not message.ignore_result
     return wants_reply or bool(message.chain or message.callbacks or message.chord)
+
+
+def _int_or_zero(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
-
-import anyio
 
 from ..exceptions import (
     AioQueueError,
     ArgumentsError,
     ContentTypeError,
     MalformedMessageError,
+    Retry,
     TimeLimitExceeded,
 )
 from ..message import ResultMessage, State, TaskMessage, utc_now
@@ -26,6 +25,7 @@ from ..serialization import Codec
 from ..task import Task
 from ..transport.base import Envelope, Publish
 from .limits import ThreadSlots
+from .timeouts import run_with_limits
 
 __all__ = (
     "Due",
@@ -34,6 +34,8 @@ __all__ = (
     "downstream",
     "failure_fanout",
     "failure_state",
+    "next_attempt",
+    "retry_state",
     "revoked_state",
     "success_state",
     "when_due",
@@ -90,16 +92,23 @@ class Due:
 
     expired: bool
     delay_bucket_ms: int | None
+    #: Seconds to wait here first: less than a delay bucket's hop, never run early.
+    wait_s: float = 0.0
 
 
 def when_due(eta: datetime | None, expires: datetime | None, now: datetime) -> Due:
     """Whether the message is expired, must wait in a delay bucket, or may run now."""
     if expires is not None and expires <= now:
         return Due(expired=True, delay_bucket_ms=None)
-    bucket = None
-    if eta is not None:
-        bucket = delay_bucket_ms((eta - now).total_seconds() * 1000)
-    return Due(expired=False, delay_bucket_ms=bucket)
+    if eta is None:
+        return Due(expired=False, delay_bucket_ms=None)
+    remaining_ms = (eta - now).total_seconds() * 1000
+    bucket = delay_bucket_ms(remaining_ms)
+    return Due(
+        expired=False,
+        delay_bucket_ms=bucket,
+        wait_s=max(0.0, remaining_ms / 1000) if bucket is None else 0.0,
+    )
 
 
 async def call_with_limit(
@@ -107,29 +116,27 @@ async def call_with_limit(
     arguments: tuple[tuple[Any, ...], dict[str, Any]],
     threads: ThreadSlots,
     limit: float | None,
+    soft_limit: float | None = None,
 ) -> Any:
-    """Run the task's function once, raising :class:`TimeLimitExceeded` after ``limit``
-    seconds; sync functions run in one of ``threads``.
+    """Run the task's function once within its time limits (seconds); sync functions run
+    in one of ``threads``.
 
-    A sync task's limit counts from when it has a thread; the thread runs on past the
-    limit and keeps its slot until it returns (see ``aioqueue.worker.limits``).
+    An async task gets :class:`SoftTimeLimitExceeded` raised inside it after
+    ``soft_limit`` and is cancelled after ``limit``. A sync task cannot be interrupted:
+    its soft limit does nothing, and past its hard limit it fails while its thread runs
+    on and keeps its slot until it returns (see ``aioqueue.worker.limits``); its limit
+    counts from when it has a thread.
+
+    :raises TimeLimitExceeded: past ``limit``.
     """
     args, kwargs = arguments
+    what = f"task {task.name!r}"
     if not task.is_async:
         try:
-            return await threads.run(task.fn, *args, limit=limit, **kwargs)
+            return await threads.run(task.call, *args, limit=limit, **kwargs)
         except TimeLimitExceeded:
-            raise _exceeded(task, limit) from None
-    if limit is None:
-        return await task.fn(*args, **kwargs)
-    with anyio.move_on_after(limit) as scope:
-        return await task.fn(*args, **kwargs)
-    if scope.cancelled_caught:
-        raise _exceeded(task, limit)
-
-
-def _exceeded(task: Task[Any, Any], limit: float | None) -> TimeLimitExceeded:
-    return TimeLimitExceeded(f"task {task.name!r} exceeded its time limit of {limit:g} s")
+            raise TimeLimitExceeded(f"{what} exceeded its time limit of {limit:g} s") from None
+    return await run_with_limits(task.call(*args, **kwargs), soft=soft_limit, hard=limit, what=what)
 
 
 def success_state(message: TaskMessage, value: Any, children: list[Any]) -> ResultMessage:
@@ -163,17 +170,40 @@ def failure_state(task_id: str, exc: BaseException) -> ResultMessage:
     )
 
 
-def revoked_state(task_id: str, reason: str) -> ResultMessage:
-    """The REVOKED state (an expired or revoked task)."""
+def revoked_state(task_id: str, reason: str, *details: str) -> ResultMessage:
+    """The REVOKED state (an expired or revoked task), as Celery's: ``reason`` is
+    ``"revoked"``, ``"expired"`` or ``"terminated"``; ``details`` follow it (an expired
+    task's expiry time)."""
     return ResultMessage(
         task_id=task_id,
         status=State.REVOKED,
         result={
             "exc_type": "TaskRevokedError",
-            "exc_message": [reason],
+            "exc_message": [reason, *details],
             "exc_module": "aioqueue.exceptions",
         },
         date_done=utc_now(),
+    )
+
+
+def retry_state(message: TaskMessage, retry: Retry) -> ResultMessage:
+    """The RETRY state, as Celery's: the traceback names the retry, ``children`` the
+    message sent again (the same id)."""
+    return ResultMessage(
+        task_id=message.id,
+        status=State.RETRY,
+        traceback="".join(traceback.format_exception(retry)),
+        children=[[[message.id, None], None]],
+    )
+
+
+def next_attempt(message: TaskMessage, retry: Retry, now: datetime) -> TaskMessage:
+    """The message of the attempt after ``message``: the same id, ``retries`` + 1, due
+    when ``retry`` says, its parent the task itself (as Celery does)."""
+    when = retry.when
+    eta = when if isinstance(when, datetime) else now + timedelta(seconds=when)
+    return message.model_copy(
+        update={"retries": message.retries + 1, "eta": eta, "parent_id": message.id}
     )
 
 

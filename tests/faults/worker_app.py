@@ -10,6 +10,8 @@ worker ran what, and how often).
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import anyio
 
@@ -27,6 +29,10 @@ def log(what: str, detail: object = "") -> None:
         os.write(fd, f"{what} {os.getpid()} {detail}\n".encode())
     finally:
         os.close(fd)
+
+
+# What ``faults.hog`` keeps alive: memory this process holds until it ends.
+_HELD: list[bytes] = []
 
 
 def create_app(broker: str, queue: str) -> App:
@@ -59,10 +65,30 @@ def create_app(broker: str, queue: str) -> App:
         log("xsum", len(values))
         return sum(values)
 
+    @app.task(name="faults.die")
+    async def die(x: int) -> None:
+        """A poison message: kills its worker (a moment after it starts, so the test
+        sees the worker's banner first)."""
+        log("die", x)
+        await anyio.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGKILL)
+
     @app.task(name="faults.boom")
     async def boom(x: int) -> int:
         log("boom", x)
         raise ValueError(f"boom {x}")
+
+    @app.task(name="faults.stuck", time_limit=0.5)
+    def stuck(seconds: float) -> None:
+        # Blocks its thread: past its hard time limit the thread cannot be stopped.
+        log("stuck", seconds)
+        time.sleep(seconds)
+
+    @app.task(name="faults.hog")
+    def hog(mib: int) -> int:
+        log("hog", mib)
+        _HELD.append(b"\x01" * (mib * 2**20))  # written to: resident, not just reserved
+        return mib
 
     return app
 

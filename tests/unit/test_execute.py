@@ -35,7 +35,8 @@ def _at(seconds: float) -> datetime:
     [
         (None, None, Due(expired=False, delay_bucket_ms=None)),
         (_at(-60), None, Due(expired=False, delay_bucket_ms=None)),
-        (_at(0.004), None, Due(expired=False, delay_bucket_ms=None)),
+        # Too close for a bucket: waited for here, never run early.
+        (_at(0.004), None, Due(expired=False, delay_bucket_ms=None, wait_s=0.004)),
         (_at(0.010), None, Due(expired=False, delay_bucket_ms=8)),
         (_at(10), None, Due(expired=False, delay_bucket_ms=8192)),
         (_at(10), _at(60), Due(expired=False, delay_bucket_ms=8192)),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aioqueue.exceptions import TaskError, TaskRevokedError, TimeLimitExceeded
+from aioqueue.exceptions import TaskError, TaskExpiredError, TaskRevokedError, TimeLimitExceeded
 from aioqueue.message import ResultMessage, State
 from aioqueue.result import DEFAULT_EXCEPTION_MODULES, rebuild_exception
 
@@ -97,12 +97,25 @@ def test_result_that_is_not_a_celery_failure_object() -> None:
     assert not hasattr(exc, "__notes__")
 
 
-def test_revoked_becomes_task_revoked_error() -> None:
+@pytest.mark.parametrize(
+    ("words", "kind", "text"),
+    [
+        (["revoked"], TaskRevokedError, "task t-9 was revoked"),
+        (["terminated"], TaskRevokedError, "task t-9 was revoked and terminated while it ran"),
+        # Celery's expired state has no time; aioqueue's adds it.
+        (["expired"], TaskExpiredError, "task t-9 expired, not run"),
+        (["expired", "2030-01-01T00:00:00+00:00"], TaskExpiredError, "expired at 2030-01-01T00:00"),
+        (["odd"], TaskRevokedError, "task t-9 was revoked: "),
+    ],
+)
+def test_revoked_becomes_task_revoked_error(
+    words: list[str], kind: type[Exception], text: str
+) -> None:
     message = ResultMessage(
         task_id="t-9",
         status=State.REVOKED,
-        result={"exc_type": "TaskRevokedError", "exc_message": ["expired"]},
+        result={"exc_type": "TaskRevokedError", "exc_message": words},
     )
     exc = rebuild_exception(message, DEFAULT_EXCEPTION_MODULES)
-    assert type(exc) is TaskRevokedError
-    assert "t-9" in str(exc) and "expired" in str(exc)
+    assert type(exc) is kind
+    assert text in str(exc)

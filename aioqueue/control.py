@@ -1,0 +1,269 @@
+"""Remote control from the client side: revoking tasks, in Celery's wire format.
+
+``await app.control.revoke(task_id)`` does two things, in this order:
+
+1. it records the revocation in the broker's state store (``REVOKED_STATE``, one store
+   per vhost) with its expiry, ``App(revoke_expires=...)`` seconds from now, so that a
+   worker started later (or restarted) honours it;
+2. it publishes Celery's ``revoke`` command to the ``celery.pidbox`` fanout exchange,
+   which every running worker's pidbox queue receives, aioqueue's and Celery's alike.
+
+The store comes first: once ``revoke`` returns, no worker that starts afterwards runs
+the task, whether or not a worker was running when it was sent. A Celery client only
+does step 2; an aioqueue worker records such a command in the store itself (see
+``aioqueue.worker.pidbox``). Commands aioqueue sends carry :data:`STORED_HEADER` so
+that workers do not write the store again.
+
+What a revocation stops, on an aioqueue worker: a message whose id, ``root_id`` (its
+chain or workflow) or ``group`` (its group or chord header) is revoked is not run; the
+caller gets ``REVOKED`` and what waits further down the workflow is told. A task
+already running goes on unless ``terminate=True``.
+
+The store's records are encoded here too (:func:`encode_revocation`), since clients
+write them and workers read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .broker import Broker
+from .exceptions import ConfigurationError, MessageError, PublishError
+from .message import new_id
+from .topology import (
+    PIDBOX_EXCHANGE,
+    PIDBOX_REPLY_EXCHANGE,
+    REVOKED_STATE,
+    pidbox_exchange,
+    pidbox_reply_exchange,
+    pidbox_reply_queue,
+)
+from .transport.base import Delivery, Envelope
+
+__all__ = (
+    "STORED_HEADER",
+    "Control",
+    "decode_revocation",
+    "encode_revocation",
+    "revocation_key",
+    "revoke_command",
+)
+
+log = logging.getLogger("aioqueue.control")
+
+#: Header of a control command whose revocation is in the state store already.
+STORED_HEADER = "x-aioqueue-stored"
+
+
+def revoke_command(
+    task_ids: list[str],
+    *,
+    terminate: bool = False,
+    ticket: str | None = None,
+    reply_to: str | None = None,
+) -> dict[str, Any]:
+    """The body of Celery's ``revoke`` command, keys in Celery's order (pure).
+
+    One id travels as a string, several as a list (as Celery sends what it is given).
+    ``ticket`` and ``reply_to`` are present only when replies are wanted.
+
+    :param reply_to: the routing key replies go to, on ``reply.celery.pidbox``.
+    """
+    body: dict[str, Any] = {
+        "method": "revoke",
+        "arguments": {
+            "task_id": task_ids[0] if len(task_ids) == 1 else list(task_ids),
+            "terminate": terminate,
+            # Celery's default; aioqueue cancels an async task whatever it says.
+            "signal": "SIGTERM",
+        },
+        "destination": None,
+        "pattern": None,
+        "matcher": None,
+    }
+    if ticket is not None and reply_to is not None:
+        body["ticket"] = ticket
+        body["reply_to"] = {"exchange": PIDBOX_REPLY_EXCHANGE, "routing_key": reply_to}
+    return body
+
+
+def revocation_key(task_ids: Iterable[str]) -> str:
+    """The store key of a revocation: the id itself for one (readable), a digest of the
+    sorted ids for several. The same ids give the same key wherever they are recorded,
+    so the workers that each record a Celery client's command write one key."""
+    unique = sorted(set(task_ids))
+    if len(unique) == 1:
+        return unique[0]
+    return "ids-" + hashlib.sha256("\n".join(unique).encode()).hexdigest()[:32]
+
+
+def encode_revocation(task_ids: Iterable[str], expires_at: float) -> bytes:
+    """A revocation as the state store keeps it: the ids and their expiry (Unix time)."""
+    return json.dumps({"ids": sorted(set(task_ids)), "expires": expires_at}).encode()
+
+
+def decode_revocation(value: bytes) -> tuple[list[str], float]:
+    """The ids and expiry of a stored revocation.
+
+    :raises MessageError: the value is not one (written by something else).
+    """
+    try:
+        record = json.loads(value)
+        ids, expires = record["ids"], record["expires"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise MessageError(f"not a revocation record: {exc!r}") from None
+    ok_ids = isinstance(ids, list) and all(isinstance(i, str) for i in ids)
+    ok_expires = isinstance(expires, int | float) and not isinstance(expires, bool)
+    if not (ok_ids and ok_expires):
+        raise MessageError("not a revocation record: ids must be strings, expires a number")
+    return ids, float(expires)
+
+
+def _task_ids(task_id: str | Iterable[str]) -> list[str]:
+    """``task_id`` as a list of distinct ids, in the order given.
+
+    :raises ConfigurationError: no id, or one that is not a non-empty string.
+    """
+    ids = [task_id] if isinstance(task_id, str) else list(task_id)
+    if not ids or not all(isinstance(i, str) and i for i in ids):
+        raise ConfigurationError(f"revoke needs task ids (non-empty strings), got {task_id!r}")
+    return list(dict.fromkeys(ids))
+
+
+class Control:
+    """Celery's remote control, from the client side (``app.control``).
+
+    :param broker: the broker layer to publish through.
+    :param revoke_expires: seconds a revocation is kept in the state store.
+    :param clock: the current Unix time (injected in tests).
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        revoke_expires: float = 10_800.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if revoke_expires <= 0:
+            raise ConfigurationError(f"revoke_expires must be positive, got {revoke_expires!r}")
+        self.broker = broker
+        self.revoke_expires = revoke_expires
+        self._clock = clock
+        self._ticks = 0  # Celery's Lamport clock header; nothing here orders by it
+        self._declared = -1  # the transport generation the exchange was declared under
+
+    async def revoke(
+        self,
+        task_id: str | Iterable[str],
+        *,
+        terminate: bool = False,
+        reply: bool = False,
+        timeout: float = 1.0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Revoke tasks on every worker, now and for ``revoke_expires`` seconds.
+
+        A revoked task that has not run yet is not run: its caller gets ``REVOKED``
+        (:class:`~aioqueue.exceptions.TaskRevokedError` from ``get()``), and so do the
+        steps after it. Revoking a workflow's root id (the first task of a chain) or a
+        group's id stops the tasks of that workflow or group that have not run yet.
+
+        :param task_id: one id or several.
+        :param terminate: also cancel the task where it runs now (an async task; a sync
+            task's thread cannot be stopped: it runs on, its result is not reported).
+        :param reply: wait for the workers' replies (up to ``timeout``).
+        :param timeout: seconds to wait for replies.
+        :param limit: stop waiting after that many replies.
+        :return: the replies, ``{hostname: answer}`` each (empty unless ``reply``).
+        :raises ConfigurationError: no task id given.
+        :raises BrokerError: the revocation could not be recorded or sent.
+        """
+        ids = _task_ids(task_id)
+        broker = self.broker
+        await broker.connect()
+        # Recorded before it is sent: a worker starting in between reads it.
+        value = encode_revocation(ids, self._clock() + self.revoke_expires)
+        await broker.transport.state_put(REVOKED_STATE, revocation_key(ids), value)
+        if not reply:
+            await self._send(revoke_command(ids, terminate=terminate), timeout)
+            return []
+        return await self._call(ids, terminate, timeout, limit)
+
+    async def _call(
+        self, ids: list[str], terminate: bool, timeout: float, limit: int | None
+    ) -> list[dict[str, Any]]:
+        """Send the command with a reply queue of this call's own, collect the replies."""
+        transport, codec = self.broker.transport, self.broker.codec
+        ticket, client_id = new_id(), new_id()
+        queue, binding = pidbox_reply_queue(client_id)
+        await transport.declare_exchange(pidbox_reply_exchange())
+        await transport.declare_queue(queue)
+        await transport.bind(binding)
+        replies: list[dict[str, Any]] = []
+        enough = asyncio.Event()
+
+        async def collect(delivery: Delivery) -> None:
+            envelope = delivery.envelope
+            if envelope.headers.get("ticket") != ticket:
+                return  # a late reply to an earlier call
+            try:
+                answer = codec.decode(envelope.body, envelope.content_type)
+            except MessageError as exc:
+                log.warning("ignoring a control reply that cannot be read: %s", exc)
+                return
+            if isinstance(answer, dict):
+                replies.append(answer)
+                if limit is not None and len(replies) >= limit:
+                    enough.set()
+
+        consumer = await transport.consume(queue.name, collect, prefetch=16, no_ack=True)
+        try:
+            body = revoke_command(ids, terminate=terminate, ticket=ticket, reply_to=client_id)
+            await self._send(body, timeout)
+            try:
+                async with asyncio.timeout(timeout):
+                    await enough.wait()
+            except TimeoutError:
+                pass  # the replies that came in time are the answer
+        finally:
+            await consumer.close()
+            # Exclusive, it would go with the connection; a long-lived client's calls
+            # would pile up until then.
+            await transport.delete_queue(queue.name)
+        return replies
+
+    async def _send(self, body: dict[str, Any], timeout: float) -> None:
+        broker = self.broker
+        await self._declare()
+        self._ticks += 1
+        envelope = Envelope(
+            body=broker.codec.encode(body),
+            # As Celery's: the sender's clock, and when a reply stops being awaited.
+            headers={"clock": self._ticks, "expires": self._clock() + timeout, STORED_HEADER: True},
+            content_type=broker.codec.content_type,
+            content_encoding=broker.codec.content_encoding,
+            priority=0,
+        )
+        # Not mandatory: with no worker running the command reaches nobody, and the
+        # store already holds the revocation for the workers to come.
+        try:
+            await broker.send(envelope, "", exchange=PIDBOX_EXCHANGE)
+        except PublishError:
+            # The exchange went behind the cache (deleted): declared again, sent once more.
+            self._declared = -1
+            await self._declare()
+            await broker.send(envelope, "", exchange=PIDBOX_EXCHANGE)
+
+    async def _declare(self) -> None:
+        transport = self.broker.transport
+        if self._declared != transport.generation:
+            # Not durable: a broker restart loses it, and the generation changes then.
+            await transport.declare_exchange(pidbox_exchange())
+            self._declared = transport.generation
