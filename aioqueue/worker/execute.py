@@ -136,6 +136,8 @@ async def call_with_limit(
             return await threads.run(task.call, *args, limit=limit, **kwargs)
         except TimeLimitExceeded:
             raise TimeLimitExceeded(f"{what} exceeded its time limit of {limit:g} s") from None
+    if limit is None and soft_limit is None:
+        return await task.call(*args, **kwargs)  # the common case: no frame more
     return await run_with_limits(task.call(*args, **kwargs), soft=soft_limit, hard=limit, what=what)
 
 
