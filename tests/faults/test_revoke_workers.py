@@ -7,6 +7,7 @@ the pidbox only: the aioqueue worker that receives it writes it to the store.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,3 +101,18 @@ async def test_a_revoke_reaches_every_worker_process(cluster: Cluster) -> None:
     names = sorted(name for reply in replies for name in reply)
     assert len(names) == 2 and names[0] != names[1]
     assert all(w.returncode is None for w in workers)
+
+
+async def test_celerys_command_line_revokes_on_an_aioqueue_worker(cluster: Cluster) -> None:
+    await cluster.start()
+    delayed = await cluster.task("add").apply_async((1, 2), countdown=4)
+    celery_cli = [sys.executable, "-m", "celery", "-b", cluster.amqp_url]
+    done = await anyio.run_process(
+        [*celery_cli, "control", "-t", "3", "revoke", delayed.id], check=False
+    )
+    output = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"tasks {{'{delayed.id}'}} flagged as revoked" in output
+    with pytest.raises(TaskRevokedError):
+        await delayed.get(timeout=TIMEOUT)
+    assert cluster.counts("add") == {}
