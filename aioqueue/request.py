@@ -50,22 +50,10 @@ class Request:
         return self.task
 
 
-class _Current:
-    """A request made only when asked for: most tasks never look at theirs."""
-
-    __slots__ = ("_make", "_request")
-
-    def __init__(self, make: Callable[[], Request]) -> None:
-        self._make = make
-        self._request: Request | None = None
-
-    def get(self) -> Request:
-        if self._request is None:
-            self._request = self._make()
-        return self._request
-
-
-_current: ContextVar[_Current | None] = ContextVar("aioqueue_request", default=None)
+# The worker's request factory and its arguments: a request is made only when asked
+# for (most tasks never look at theirs), and entering costs one tuple.
+_Factory = tuple[Callable[..., Request], tuple[Any, ...]]
+_current: ContextVar[_Factory | None] = ContextVar("aioqueue_request", default=None)
 
 
 def current_request() -> Request:
@@ -76,14 +64,15 @@ def current_request() -> Request:
     current = _current.get()
     if current is None:
         raise LookupError("current_request() is only available inside a task a worker runs")
-    return current.get()
+    make, args = current
+    return make(*args)
 
 
-def enter(make: Callable[[], Request]) -> Token[_Current | None]:
-    """Make the request ``make()`` builds current (the worker, around a task call)."""
-    return _current.set(_Current(make))
+def enter(make: Callable[..., Request], *args: Any) -> Token[_Factory | None]:
+    """Make the request ``make(*args)`` builds current (the worker, around a task call)."""
+    return _current.set((make, args))
 
 
-def leave(token: Token[_Current | None]) -> None:
+def leave(token: Token[_Factory | None]) -> None:
     """Restore what was current before :func:`enter`."""
     _current.reset(token)

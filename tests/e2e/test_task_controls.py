@@ -40,7 +40,7 @@ async def test_the_request_of_an_async_and_a_sync_task(make_app: MakeApp, queue_
     @app.task(name="c.async", bind=True)
     async def bound(self: Task[Any, Any], x: int) -> int:
         seen.append(self.request)
-        assert current_request() is self.request
+        assert current_request() == self.request
         return x
 
     @app.task(name="c.sync")
