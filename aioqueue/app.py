@@ -13,6 +13,7 @@ no event loop, no signal handlers), so an app can be defined at import time.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import fields
 from datetime import datetime
@@ -23,7 +24,15 @@ from .beat import Beat
 from .broker import Broker
 from .builtins import builtin_tasks
 from .canvas import Canvas, Signature, freeze, plan, result_of
-from .config import AppConfig, amqp_url, broker_scheme, mask_url, result_backend_scheme
+from .config import (
+    AppConfig,
+    amqp_url,
+    broker_from_env,
+    broker_scheme,
+    mask_url,
+    result_backend_from_env,
+    result_backend_scheme,
+)
 from .control import Control
 from .options import Options, build_message
 from .ratelimit import parse_rate
@@ -60,8 +69,10 @@ class App:
 
     :param name: the app's name; names tasks defined in ``__main__``.
     :param broker: ``amqp://user:pass@host:port/vhost``, ``amqps://...``, or
-        ``memory://`` (in-process, the default), or a :class:`Transport` instance that
-        the caller owns (shared by several apps in one process, e.g. in tests).
+        ``memory://`` (in-process), or a :class:`Transport` instance that the caller
+        owns (shared by several apps in one process, e.g. in tests). Left out (``None``):
+        the ``AIOQUEUE_BROKER_URL`` environment variable if it is set, else
+        ``memory://``; a broker given here is never overridden by the environment.
     :param result_backend: ``rpc://`` (results travel to the caller's reply queue), or
         ``None`` to disable results.
     :param default_queue: where tasks go without a route.
@@ -87,13 +98,15 @@ class App:
     :param revoke_expires: seconds a revocation is kept (in RabbitMQ, for workers that
         start later, and in each worker's memory); after that a revoked task that has
         still not reached a worker would run. Celery's window is 3 h too.
+    :param track_started: every task reports ``STARTED`` before it runs, unless its
+        ``@app.task(track_started=...)`` says otherwise (Celery's ``task_track_started``).
     """
 
     def __init__(
         self,
         name: str,
         *,
-        broker: str | Transport = "memory://",
+        broker: str | Transport | None = None,
         result_backend: str | None = "rpc://",
         default_queue: str = "celery",
         queues: Iterable[Destination] = (),
@@ -105,7 +118,10 @@ class App:
         result_expires: float = 3_600.0,
         heartbeat: int = 10,
         revoke_expires: float = 10_800.0,
+        track_started: bool = False,
     ) -> None:
+        if broker is None:
+            broker = broker_from_env(os.environ)
         self.config = AppConfig(
             name=name,
             broker_url=broker if isinstance(broker, str) else None,
@@ -116,6 +132,8 @@ class App:
             result_expires=result_expires,
         )
         self.name = name
+        self.track_started = track_started
+        self._announced: int | None = None  # the transport generation last logged
         self.registry = Registry(exception_modules)
         if isinstance(broker, str):
             transport = _make_transport(broker, name, publish_timeout, heartbeat)
@@ -156,6 +174,22 @@ class App:
         self.control = Control(self.broker, revoke_expires=revoke_expires)
         for builtin_name, fn in builtin_tasks(self.registry).items():
             self.task(name=builtin_name)(fn)
+
+    @classmethod
+    def from_env(cls, name: str, **overrides: Any) -> Self:
+        """An app configured by the environment: ``AIOQUEUE_BROKER_URL`` (else
+        ``memory://``) and ``AIOQUEUE_RESULT_BACKEND`` (``rpc://``, or empty or
+        ``disabled`` for none; else ``rpc://``). Explicit arguments win over both.
+
+        :param name: the app's name.
+        :param overrides: any other :class:`App` argument (``broker=`` included).
+        :raises ConfigurationError: a variable holds an unsupported URL.
+        """
+        if "broker" not in overrides:
+            overrides["broker"] = broker_from_env(os.environ)
+        if "result_backend" not in overrides:
+            overrides["result_backend"] = result_backend_from_env(os.environ, "rpc://")
+        return cls(name, **overrides)
 
     @property
     def tasks(self) -> Registry:
@@ -249,6 +283,7 @@ class App:
                 retry_policy=policy,
                 acks_late=settings.get("acks_late", True),
                 rate_limit=None if rate is None else parse_rate(rate),
+                track_started=settings.get("track_started", self.track_started),
             )
             self.registry.add(task)
             return task
@@ -283,6 +318,10 @@ class App:
         :raises BrokerConnectionError: the broker cannot be reached.
         """
         await self.broker.connect()
+        if self._announced != self.transport.generation:
+            # Once per connection, not per call: which broker this process talks to.
+            self._announced = self.transport.generation
+            log.info("app %s: connected to broker %s", self.name, mask_url(self.broker_url))
 
     async def aclose(self) -> None:
         """Close the result backend and, if the app made it, the transport.
@@ -304,6 +343,7 @@ class App:
         shutdown_timeout: float = 30.0,
         hostname: str | None = None,
         max_redeliveries: int = 5,
+        block_warning: float = 0.1,
     ) -> Worker:
         """A worker for this app, to use as ``async with app.worker(...):``.
 
@@ -320,6 +360,7 @@ class App:
             hostname=hostname,
             revoke_expires=self.control.revoke_expires,
             max_redeliveries=max_redeliveries,
+            block_warning=block_warning,
         )
 
     # -- sending -------------------------------------------------------------------------

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from .exceptions import ConfigurationError
-from .message import TaskMessage, new_id
+from .message import ResultMessage, TaskMessage, new_id
 from .options import Options, build_message
-from .result import AsyncResult, GroupResult
+from .result import AsyncResult, GroupResult, rebuild_exception
 from .results.base import ResultBackend
 
 __all__ = (
@@ -66,6 +66,33 @@ class _Nothing:
 NOTHING: Any = _Nothing()
 
 
+class _NoResults:
+    """The backend of an empty group's result: there is no member to wait for."""
+
+    reply_to: str | None = None
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    def state(self, task_id: str) -> ResultMessage | None:
+        return None
+
+    async def wait(self, task_id: str, timeout: float | None) -> ResultMessage:
+        raise ConfigurationError(f"an empty group has no result to wait for ({task_id})")
+
+    def forget(self, task_id: str) -> None:
+        pass
+
+    def rebuild(self, message: ResultMessage) -> BaseException:
+        return rebuild_exception(message, ())
+
+
+_NO_RESULTS: ResultBackend = _NoResults()
+
+
 class Sender(Protocol):
     """What a canvas needs to be sent: the app implements it."""
 
@@ -78,12 +105,17 @@ class _Sendable(Generic[R]):
     app: Sender | None
 
     async def delay(self) -> AsyncResult[R]:
-        """Send this canvas with the app it was made from."""
+        """Send this canvas with the app it was made from.
+
+        :raises ConfigurationError: it was not made from a task of an app.
+        """
+        canvas = cast(Canvas, self)
         if self.app is None:
-            raise ConfigurationError(
-                f"{self!r} is not bound to an app: use `await app.send_canvas(...)`"
-            )
-        return cast(AsyncResult[R], await self.app.send_canvas(cast(Canvas, self)))
+            if isinstance(canvas, Group) and not canvas.tasks:
+                # Nothing to send, nothing to wait for: what an app would give back.
+                return cast(AsyncResult[R], GroupResult(new_id(), [], _NO_RESULTS))
+            raise ConfigurationError(_unbound(canvas))
+        return cast(AsyncResult[R], await self.app.send_canvas(canvas))
 
     async def apply_async(self) -> AsyncResult[R]:
         """The same as :meth:`delay` (options go on the parts, see ``with_options``)."""
@@ -112,6 +144,34 @@ class Signature(_Sendable[R]):
     def with_options(self, **options: Any) -> Signature[R]:
         """A copy with these send options set (see :class:`~aioqueue.Options`)."""
         return replace(self, options=self.options.merged(Options(**options)))
+
+    def merged(
+        self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Signature[R]:
+        """The call Celery makes of a partial given more arguments: ``args`` before its
+        own, ``kwargs`` over its own; an immutable signature (``.si``) ignores both."""
+        if self.immutable or not (args or kwargs):
+            return self
+        return replace(self, args=(*args, *self.args), kwargs={**self.kwargs, **(kwargs or {})})
+
+    async def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[R]:
+        """Send the task, completing the partial: ``add.s(1).delay(2)`` runs
+        ``add(2, 1)`` (see :meth:`merged`).
+
+        :raises ConfigurationError: it was not made from a task of an app.
+        """
+        return await _Sendable.delay(self.merged(args, kwargs))
+
+    async def apply_async(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[R]:
+        """Send the task with more arguments (see :meth:`merged`) and these send options
+        over its own (see :class:`~aioqueue.Options`)."""
+        sig = self.merged(tuple(args), kwargs)
+        return await _Sendable.delay(sig.with_options(**options) if options else sig)
 
     def set(self, **options: Any) -> Signature[R]:
         """Celery's spelling of :meth:`with_options`."""
@@ -237,6 +297,19 @@ class Chunks(Generic[R]):
     async def delay(self) -> AsyncResult[list[list[R]]]:
         """Send :meth:`group`."""
         return await self.group().delay()
+
+
+def _unbound(canvas: Canvas) -> str:
+    if isinstance(canvas, Signature):
+        what = f"the signature of task {canvas.task!r}"
+        how = f"make it from the task (`{canvas.task.rsplit('.', 1)[-1]}.s(...)`)"
+    else:
+        what = f"this {type(canvas).__name__.lower()}"
+        how = "make one of its signatures from a task (`task.s(...)`)"
+    return (
+        f"{what} is not bound to an app, so it cannot be sent on its own: {how}, "
+        "or send it with `await app.send_canvas(...)`"
+    )
 
 
 def _node(task: str, subtask_type: str, kwargs: Node) -> Node:

@@ -1,5 +1,7 @@
-"""``aioqueue worker | beat | topology | purge``: the command line. The only module that
-reads argv and the environment, installs uvloop, configures logging and handles signals.
+"""``aioqueue worker | beat | topology | purge | dlq``: the command line. The only module that
+reads argv, installs uvloop, configures logging and handles signals; it reads the
+``AIOQUEUE_`` environment (besides ``App``, which reads ``AIOQUEUE_BROKER_URL`` when made
+without a broker, and ``App.from_env``).
 
 ``worker --processes N`` runs a supervisor (``aioqueue.worker.pool``) whose children
 are this same command again, with ``--pool-child`` added: each child is an ordinary
@@ -26,6 +28,7 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
+from . import deadletters
 from ._version import __version__
 from .app import App
 from .beat import Schedule, at, crontab, every
@@ -33,8 +36,10 @@ from .canvas import Signature
 from .config import broker_scheme, mask_url
 from .exceptions import AioQueueError, BrokerError, ConfigurationError
 from .overview import Overview, build, read_live, render, unacked_source
+from .topology import dlq_name
 from .worker import Worker
 from .worker.pool import ChildLimits, ChildLink, ChildReady, Supervisor, node_name
+from .worker.tasklog import JsonFormatter
 
 __all__ = ("main",)
 
@@ -46,14 +51,20 @@ _LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
 # In a pool, every process logs to the same stderr: each line says whose it is.
 _POOL_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(name)s pid %(process)d] %(message)s"
 _MIB = 2**20
+_LOGLEVELS = ("debug", "info", "warning", "error", "critical")
+_MEMORY_WORKER_ERROR = (
+    "worker: the app's broker is memory://, which lives inside one process, so a worker "
+    'would serve nobody; give it a broker: App(broker="amqp://..."), or '
+    "AIOQUEUE_BROKER_URL=amqp://... for an App made without broker="
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aioqueue`` console script; returns the exit status."""
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    if args.command not in ("worker", "beat", "topology", "purge"):
+    args = _parse(parser, argv)
+    if args.command not in ("worker", "beat", "topology", "purge", "dlq"):
         parser.print_help()
         return 2
     if args.app is None:
@@ -62,9 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker" and not pooled:
         if args.max_tasks_per_child or args.max_memory_per_child:
             parser.error("--max-tasks-per-child and --max-memory-per-child need --processes")
-    logging.basicConfig(
-        level=args.loglevel.upper(), format=_POOL_LOG_FORMAT if pooled else _LOG_FORMAT
-    )
+    _configure_logging(args, pooled)
     try:
         app = load_app(args.app)
     except (ImportError, AttributeError, TypeError) as exc:
@@ -75,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(lambda: _topology_command(app, args))
         if args.command == "purge":
             return _purge_command(app, args)
+        if args.command == "dlq":
+            return _dlq_command(app, args)
         if args.command == "beat" and args.action in ("add", "remove", "list"):
             return _run(lambda: _beat_command(app, args))
         if args.command == "worker":
@@ -85,8 +96,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if getattr(args, "loglevel", "") is None:
+        # Serving commands say what they do (the broker they connect to, ...); one-shot
+        # ones (topology, purge, dlq, beat add) keep stderr for warnings and errors.
+        serving = args.command == "worker" or getattr(args, "action", "") is None
+        default = "info" if serving else "warning"
+        args.loglevel = os.environ.get("AIOQUEUE_LOGLEVEL", "").strip().lower() or default
+        if args.loglevel not in _LOGLEVELS:
+            # argparse checks choices only on a typed-in value.
+            parser.error(f"AIOQUEUE_LOGLEVEL={args.loglevel!r}: use one of {', '.join(_LOGLEVELS)}")
+    return args
+
+
 def _worker_command(app: App, args: argparse.Namespace, argv: list[str]) -> int:
     """``aioqueue worker``: one worker, a pool's supervisor, or one of its children."""
+    if app.config.broker_url is not None and broker_scheme(app.config.broker_url) == "memory":
+        print(f"error: {_MEMORY_WORKER_ERROR}", file=sys.stderr)
+        return 2
     if args.processes is not None and args.pool_child is None:
         return _run(lambda: _supervise(app, args, argv))
     link = None
@@ -110,6 +138,7 @@ def _worker_command(app: App, args: argparse.Namespace, argv: list[str]) -> int:
         prefetch=args.prefetch,
         shutdown_timeout=args.shutdown_timeout,
         hostname=hostname,
+        block_warning=args.block_warning,
     )
     # In a pool, beat runs in the first child only (and in its replacements).
     with_beat = args.beat and (link is None or link.index == 1)
@@ -144,9 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "-c",
         "--concurrency",
-        type=int,
-        default=int(os.environ.get("AIOQUEUE_CONCURRENCY", "100")),
-        help="tasks in flight at once (default 100)",
+        type=_positive_int,
+        # A string: argparse checks it with ``type`` as it would a typed-in value.
+        default=os.environ.get("AIOQUEUE_CONCURRENCY", "100"),
+        help="tasks in flight at once (default: $AIOQUEUE_CONCURRENCY, else 100)",
     )
     worker.add_argument("--prefetch", type=int, help="unacked messages per queue")
     worker.add_argument(
@@ -184,6 +214,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MiB",
         help="with --processes: a process whose resident memory passes this many MiB "
         "replaces itself (Celery's option counts KiB)",
+    )
+    worker.add_argument(
+        "--block-warning",
+        type=float,
+        default=0.1,
+        metavar="SECONDS",
+        help="warn about an async task that blocks the event loop this long (default "
+        "0.1; 0: do not watch)",
     )
     # How a pool's supervisor starts a child: its index and its end of the socket.
     worker.add_argument("--pool-child", type=_pool_child, help=argparse.SUPPRESS)
@@ -229,7 +267,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("-Q", "--queues", help="comma-separated queues to purge (required)")
     purge.add_argument("-f", "--force", action="store_true", help="do not ask first")
+    _dlq_parser(commands)
     return parser
+
+
+def _dlq_parser(commands: Any) -> None:
+    """``aioqueue dlq list|show|replay|purge``: see ``aioqueue.deadletters``."""
+    dlq = commands.add_parser(
+        "dlq", help="list, show, replay or purge a queue's dead letters (<queue>.dlq)"
+    )
+    actions = dlq.add_subparsers(dest="action", required=True)
+    common = _common(app_required=True)
+    common.add_argument(
+        "-Q", "--queue", help="whose <queue>.dlq (default: the app's default queue)"
+    )
+    actions.add_parser("list", help="one line per dead letter, with its reason", parents=[common])
+    show = actions.add_parser("show", help="one dead letter decoded", parents=[common])
+    show.add_argument("id", help="its task id, or its position in the list")
+    replay = actions.add_parser(
+        "replay",
+        help="send dead letters back to the queue they came from (the others stay)",
+        parents=[common],
+    )
+    replay.add_argument(
+        "--id", dest="ids", action="append", default=[], help="only this task id (repeatable)"
+    )
+    replay.add_argument("--reason", help="only those whose reason contains this text")
+    purge = actions.add_parser("purge", help="remove every dead letter", parents=[common])
+    purge.add_argument("-f", "--force", action="store_true", help="do not ask first")
 
 
 def _positive_int(text: str) -> int:
@@ -252,14 +317,44 @@ def _pool_child(text: str) -> tuple[int, int]:
 
 def _common(app_required: bool) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-A", "--app", required=app_required, help="the app, as module:attribute")
+    common.add_argument(
+        "-A",
+        "--app",
+        required=app_required,
+        help="the app, as module:attribute (a dotted module name, not a file: "
+        "-A myapp means myapp:app)",
+    )
     common.add_argument(
         "-l",
         "--loglevel",
-        default=os.environ.get("AIOQUEUE_LOGLEVEL", "info"),
-        choices=["debug", "info", "warning", "error", "critical"],
+        type=str.lower,
+        choices=_LOGLEVELS,
+        help="default: $AIOQUEUE_LOGLEVEL, else info for worker and beat, warning for "
+        "the other commands",
+    )
+    common.add_argument("--logfile", metavar="PATH", help="log to this file (default: stderr)")
+    common.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one JSON object per line (time, level, logger, message; a task's "
+        "lines add task, id, event, duration)",
     )
     return common
+
+
+def _configure_logging(args: argparse.Namespace, pooled: bool) -> None:
+    """The root logger: ``-l``'s level, to ``--logfile`` or stderr, as ``--log-format``."""
+    handler: logging.Handler
+    if args.logfile:
+        handler = logging.FileHandler(args.logfile, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler()
+    if args.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(_POOL_LOG_FORMAT if pooled else _LOG_FORMAT))
+    logging.basicConfig(level=args.loglevel.upper(), handlers=[handler])
 
 
 async def _beat_command(app: App, args: argparse.Namespace) -> int:
@@ -373,6 +468,46 @@ async def _purge_queues(app: App, names: list[str]) -> dict[str, int]:
         return {name: await app.transport.purge_queue(name) for name in names}
 
 
+def _dlq_command(app: App, args: argparse.Namespace) -> int:
+    """``aioqueue dlq ACTION``; 1 when nothing matched or a purge was declined."""
+    _refuse_memory(app, f"dlq {args.action}")
+    queue = args.queue or app.default_queue
+    dlq = dlq_name(queue)
+    if args.action == "list":
+        print(deadletters.render_list(dlq, _run(lambda: _opened(app, deadletters.read, queue))))
+        return 0
+    if args.action == "show":
+        letters = _run(lambda: _opened(app, deadletters.read, queue))
+        found = [x for x in letters if args.id in (x.id, str(x.position))]
+        if not found:
+            print(f"error: no dead letter {args.id!r} in {dlq}", file=sys.stderr)
+            return 1
+        print(deadletters.render_one(found[0]))
+        return 0
+    if args.action == "replay":
+        result = _run(lambda: _opened(app, deadletters.replay, queue, args.ids, args.reason))
+        for letter in result.replayed:
+            print(f"replayed {letter.task} id={letter.id} to {letter.queue}")
+        print(f"{dlq}: {_messages(len(result.replayed))} replayed, {result.kept} kept")
+        return 0 if result.replayed or not (args.ids or args.reason) else 1
+    waiting = _run(lambda: _ready_counts(app, [dlq]))[dlq]
+    if not args.force:
+        if waiting == 0:
+            print(f"nothing to purge: {dlq} is empty")
+            return 0
+        if not _confirm(f"purge {_messages(waiting)} from {dlq}? [y/N] "):
+            print("nothing purged", file=sys.stderr)
+            return 1
+    print(f"{dlq}: {_messages(_run(lambda: _opened(app, deadletters.purge, queue)))} purged")
+    return 0
+
+
+async def _opened(app: App, action: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    """``action(app.transport, *args)`` with the app open."""
+    async with app:
+        return await action(app.transport, *args)
+
+
 def _confirm(question: str) -> bool:
     try:
         answer = input(question)
@@ -387,11 +522,21 @@ def _messages(count: int) -> str:
 
 
 def load_app(spec: str) -> App:
-    """Import ``module:attribute`` (or ``module``, which must have ``app``) from the cwd."""
+    """Import ``module:attribute`` (or ``module``, which must have ``app``) from the cwd.
+
+    :raises ImportError: no such module; for a file name (``myapp.py:app``) the message
+        says which module name was meant.
+    """
     module_name, _, attribute = spec.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if not module_name.endswith(".py"):
+            raise
+        meant = module_name.removesuffix(".py").replace(os.sep, ".").replace("/", ".")
+        raise ImportError(f"{exc}: did you mean `{meant}:{attribute or 'app'}`?") from None
     app = getattr(module, attribute or "app")
     if not isinstance(app, App):
         raise TypeError(f"{spec} is a {type(app).__name__}, not an aioqueue.App")
@@ -422,6 +567,8 @@ async def _serve(
             else:
                 hostname = worker.hostname if worker is not None else None
                 await link.ready({"banner": rows, "hostname": hostname})
+            if worker is not None:
+                worker.announce()  # after the banner: the last line of start-up
             # What start-up created lives as long as the process: keep it out of every
             # full collection (tens of thousands of objects, scanned again and again).
             gc.freeze()

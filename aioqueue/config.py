@@ -1,10 +1,14 @@
 """An app's settings, and broker and result-backend URLs: parsing, validation, display.
 
-Nothing here reads the environment; ``cli.py`` does that and passes values in.
+Nothing here reads ``os.environ`` itself: the callers at the edge (``cli.py``,
+:meth:`App.from_env <aioqueue.App.from_env>` and an ``App`` left without a broker) pass
+the environment in, and :func:`broker_from_env` / :func:`result_backend_from_env` say
+what it holds (the ``AIOQUEUE_`` variables, documented in the README).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -12,13 +16,24 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from .exceptions import ConfigurationError
 
 __all__ = (
+    "BROKER_URL_VARIABLE",
+    "RESULT_BACKEND_VARIABLE",
     "AppConfig",
     "BrokerScheme",
     "amqp_url",
+    "broker_from_env",
     "broker_scheme",
     "mask_url",
+    "result_backend_from_env",
     "result_backend_scheme",
 )
+
+#: The broker of an ``App`` made without ``broker=`` (and of ``App.from_env``).
+BROKER_URL_VARIABLE = "AIOQUEUE_BROKER_URL"
+#: The result backend of ``App.from_env``: ``rpc://``, or empty / ``disabled``.
+RESULT_BACKEND_VARIABLE = "AIOQUEUE_RESULT_BACKEND"
+_DEFAULT_BROKER = "memory://"
+_DISABLED = ("", "none", "disabled")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,3 +120,36 @@ def mask_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     netloc = f"{parts.username or ''}:****@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def broker_from_env(environ: Mapping[str, str]) -> str:
+    """The broker URL ``environ`` names in ``AIOQUEUE_BROKER_URL``, else ``memory://``.
+
+    :raises ConfigurationError: the URL's scheme is unsupported (the variable is named).
+    """
+    url = environ.get(BROKER_URL_VARIABLE, "").strip()
+    if not url:
+        return _DEFAULT_BROKER
+    try:
+        broker_scheme(url)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{BROKER_URL_VARIABLE}: {exc}") from None
+    return url
+
+
+def result_backend_from_env(environ: Mapping[str, str], default: str | None) -> str | None:
+    """The result backend ``environ`` names in ``AIOQUEUE_RESULT_BACKEND`` (``None``
+    for an empty value, ``none`` or ``disabled``), else ``default``.
+
+    :raises ConfigurationError: the URL's scheme is unsupported (the variable is named).
+    """
+    if RESULT_BACKEND_VARIABLE not in environ:
+        return default
+    url = environ[RESULT_BACKEND_VARIABLE].strip()
+    if url.lower() in _DISABLED:
+        return None
+    try:
+        result_backend_scheme(url)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{RESULT_BACKEND_VARIABLE}: {exc}") from None
+    return url

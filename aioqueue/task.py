@@ -18,7 +18,7 @@ from typing import Any, Generic, NoReturn, ParamSpec, TypedDict, TypeVar, cast
 import anyio.to_thread
 
 from .canvas import Chunks, Sender, Signature
-from .exceptions import ConfigurationError, MaxRetriesExceededError, Retry
+from .exceptions import ArgumentsError, ConfigurationError, MaxRetriesExceededError, Retry
 from .options import Options
 from .request import Request, current_request
 from .result import AsyncResult
@@ -42,7 +42,8 @@ class TaskSettings(TypedDict, total=False):
     Retries (see :class:`~aioqueue.retries.RetryPolicy`): ``autoretry_for``,
     ``max_retries``, ``default_retry_delay``, ``retry_backoff``, ``retry_backoff_max``,
     ``retry_jitter``. ``acks_late`` and ``rate_limit`` (``"10/s"``, ``"100/m"``): see
-    :class:`Task`.
+    :class:`Task`. ``track_started``: the worker reports ``STARTED`` before running it
+    (default: the app's ``track_started``).
     """
 
     name: str
@@ -61,6 +62,7 @@ class TaskSettings(TypedDict, total=False):
     retry_jitter: bool
     acks_late: bool
     rate_limit: str | float
+    track_started: bool
 
 
 class Task(Generic[P, R]):
@@ -77,6 +79,8 @@ class Task(Generic[P, R]):
         worker that dies meanwhile loses nothing, the task may run again); ``False`` acks
         it when the task starts: at most once, lost if the worker dies meanwhile.
     :param rate_limit: tasks per second at most, per worker (see ``aioqueue.ratelimit``).
+    :param track_started: the worker reports ``STARTED`` (Celery's ``{"pid",
+        "hostname"}``) to the caller before it runs the task.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class Task(Generic[P, R]):
         retry_policy: RetryPolicy | None = None,
         acks_late: bool = True,
         rate_limit: float | None = None,
+        track_started: bool = False,
     ) -> None:
         self.sender = sender
         self.fn = fn
@@ -99,6 +104,7 @@ class Task(Generic[P, R]):
         self.retry_policy = retry_policy or RetryPolicy()
         self.acks_late = acks_late
         self.rate_limit = rate_limit
+        self.track_started = track_started
         self.is_async = inspect.iscoroutinefunction(fn)
         signature = inspect.signature(fn)
         if bind:
@@ -164,6 +170,19 @@ class Task(Generic[P, R]):
             return self.fn(self, *args, **kwargs)
         return self.fn(*args, **kwargs)
 
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Check ``args``/``kwargs`` against the task's parameters, as Celery does when
+        sending: a call that cannot fit fails here, before anything is sent.
+
+        :raises ArgumentsError: (a ``TypeError``) they do not fit; it names the task.
+        """
+        if not kwargs and len(args) == self.plain_arity:
+            return  # the common case, without inspect's binding
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ArgumentsError(f"task {self.name!r}: {exc}") from None
+
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
 
@@ -209,7 +228,11 @@ class Task(Generic[P, R]):
         )
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
-        """Send the task with its default options; see :meth:`apply_async`."""
+        """Send the task with its default options; see :meth:`apply_async`.
+
+        :raises ArgumentsError: (a ``TypeError``) the arguments do not fit the task.
+        """
+        self.check_arguments(args, kwargs)
         sig: Signature[R] = Signature(self.name, args, kwargs, self.options)
         return cast(AsyncResult[R], await self.sender.send_canvas(sig))
 
@@ -235,15 +258,18 @@ class Task(Generic[P, R]):
     ) -> AsyncResult[R]:
         """Send the task with explicit arguments and options.
 
-        Arguments are not checked against ``P`` here (use :meth:`delay` for that); the
-        options are described on :class:`~aioqueue.Options`.
+        The arguments are checked against the task's parameters (not typed as ``P``:
+        :meth:`delay` is); the options are described on :class:`~aioqueue.Options`.
 
         :param link: signatures applied with the result once the task succeeded.
         :param link_error: signatures applied with the task's id if it failed.
 
+        :raises ArgumentsError: (a ``TypeError``) the arguments do not fit the task.
         :raises PublishError: the broker did not confirm the message.
         :raises EncodeError: an argument is not serialisable.
         """
+        args, kwargs = tuple(args), dict(kwargs or {})
+        self.check_arguments(args, kwargs)
         options = Options(
             queue=queue,
             exchange=exchange,
@@ -260,8 +286,8 @@ class Task(Generic[P, R]):
         )
         sig: Signature[R] = Signature(
             self.name,
-            tuple(args),
-            dict(kwargs or {}),
+            args,
+            kwargs,
             self.options.merged(options),
             link=(link,) if isinstance(link, Signature) else tuple(link),
             link_error=(link_error,) if isinstance(link_error, Signature) else tuple(link_error),

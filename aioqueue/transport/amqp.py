@@ -45,6 +45,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import aiormq
 import aiormq.abc
@@ -70,6 +71,17 @@ __all__ = (
 )
 
 log = logging.getLogger("aioqueue.transport")
+
+
+class _ConnectFailureFilter(logging.Filter):
+    """Drops aiormq's own ERROR line about a connection it failed to open: this module
+    raises that failure (translated), or logs it while reconnecting, in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error when creating transport")
+
+
+logging.getLogger("aiormq.connection").addFilter(_ConnectFailureFilter())
 
 T = TypeVar("T")
 
@@ -932,13 +944,28 @@ class AmqpTransport:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 with _map_errors(action):
-                    return await aiormq.connect(
-                        self.url, client_properties={"connection_name": self.connection_name}
-                    )
+                    return await self._connect(action)
         except TimeoutError:
             raise BrokerConnectionError(
                 f"{action}: no answer within {self.connect_timeout:g} s"
             ) from None
+
+    async def _connect(self, action: str) -> Connection:
+        try:
+            return await aiormq.connect(
+                self.url, client_properties={"connection_name": self.connection_name}
+            )
+        except aiormq.exceptions.InvalidFrameError as exc:
+            if "Connection.Close" not in str(exc):
+                raise
+            # RabbitMQ answers Connection.Open for a vhost that is missing or not
+            # permitted with Connection.Close (530 NOT_ALLOWED); aiormq keeps only the
+            # frame's repr, so the broker's reason is lost: say what it means.
+            vhost = unquote(urlsplit(self.url).path[1:]) or "/"
+            raise BrokerConnectionError(
+                f"{action}: the broker refused virtual host {vhost!r}: it does not exist, "
+                "or this user is not permitted to use it"
+            ) from exc
 
     def _install(self, connection: Connection) -> None:
         self._connection = connection

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Self
 
 from .. import request
@@ -59,7 +59,8 @@ from ..routing import Route, delay_bucket_ms
 from ..task import Task
 from ..topology import Broadcast, Destination, chord_run_lease
 from ..transport.base import Consumer, Delivery, Envelope, Publish
-from . import chord, execute
+from . import chord, execute, tasklog
+from .blocking import BlockWatch
 from .completion import Followups, followups
 from .limits import ThreadSlots
 from .pidbox import Pidbox, default_hostname
@@ -118,6 +119,8 @@ class Worker:
         ``worker1@host``); unique among running workers. Default: unique per worker,
         ``aioqueue.<id>@<host>``.
     :param revoke_expires: seconds a revocation this worker records is kept.
+    :param block_warning: an async task that blocks the event loop longer than this
+        many seconds is named in a WARNING (0: not watched; ``aioqueue.worker.blocking``).
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class Worker:
         outcome_backoff: Backoff = _OUTCOME_BACKOFF,
         hostname: str | None = None,
         revoke_expires: float = 10_800.0,
+        block_warning: float = 0.1,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -173,9 +177,18 @@ class Worker:
         self._hurry = asyncio.Event()
         self._failed = asyncio.Event()
         self._stopped = asyncio.Event()
+        # Whether task events are logged (INFO): read once, in start().
+        self._info = log.isEnabledFor(logging.INFO)
+        self._block_watch = (
+            BlockWatch(block_warning, Worker._run.__code__, _running_task)
+            if block_warning > 0
+            else None
+        )
+        self._consuming: list[str] = []
 
     async def __aenter__(self) -> Self:
         await self.start()
+        self.announce()
         return self
 
     async def __aexit__(
@@ -197,6 +210,7 @@ class Worker:
         self._failed, self._stopped = asyncio.Event(), asyncio.Event()
         self._idle.set()
         self._failure = None
+        self._info = log.isEnabledFor(logging.INFO)
         await self.broker.connect()
         names = []
         for queue in self.queues:
@@ -225,7 +239,14 @@ class Worker:
         except BaseException:
             await self.stop()
             raise
-        log.info("worker consuming %s", ", ".join(names))
+        self._consuming = names
+        if self._block_watch is not None:
+            self._block_watch.start()
+
+    def announce(self) -> None:
+        """Log which queues the worker consumes (``async with worker`` does it once
+        started; the command line does it after its banner)."""
+        log.info("worker consuming %s", ", ".join(self._consuming))
 
     async def _watch(self, queue: str, consumer: Consumer) -> None:
         error = await consumer.wait_lost()
@@ -290,6 +311,8 @@ class Worker:
         await self.revocations.aclose()
         await self._pidbox.aclose()
         self._threads.close()
+        if self._block_watch is not None:
+            self._block_watch.stop()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -330,6 +353,9 @@ class Worker:
             message = execute.decode(delivery.envelope, self.broker.codec)
         except MessageError as exc:
             return None, exc
+        if self._info:
+            fields = tasklog.fields(message.task, message.id, "received")
+            log.info(tasklog.received(message.task, message.id), extra=fields)
         try:
             return message, self.registry.lookup(message.task)
         except MessageError as exc:
@@ -442,7 +468,9 @@ class Worker:
         attempt = execute.next_attempt(message, retry, now)
         attempt.extra_headers.pop(REDELIVERIES_HEADER, None)
         assert attempt.eta is not None
-        log.info("task %s[%s] retries at %s: %s", message.task, message.id, attempt.eta, retry)
+        if self._info:
+            fields = tasklog.fields(message.task, message.id, "retried")
+            log.info(tasklog.retried(message.task, message.id, attempt.eta, retry), extra=fields)
         bucket = delay_bucket_ms((attempt.eta - now).total_seconds() * 1000)
         route = Route("", delivery.queue, (self._queue(delivery.queue),), bucket)
 
@@ -611,9 +639,12 @@ class Worker:
         hard, soft = message.timelimit
         hard = hard or task.options.time_limit
         soft = soft or task.options.soft_time_limit
+        if task.track_started:
+            await self._report(message, execute.started_state(message, self.hostname))
         token = request.enter(self._request, message, bound, delivery)
         running = self.revocations.running(message)
         outcome: ResultMessage | Retry
+        started = time.perf_counter()
         try:
             with running:
                 value = await execute.call_with_limit(task, bound, self._threads, hard, soft)
@@ -624,11 +655,19 @@ class Worker:
             outcome = retry
         except EncodeError as exc:
             error = EncodeError(f"task {message.task!r} returned an unserialisable result: {exc}")
+            duration = time.perf_counter() - started
+            fields = tasklog.fields(message.task, message.id, "failed", duration)
+            log.error(tasklog.unserialisable(message.task, message.id, exc), extra=fields)
             outcome = execute.failure_state(message.id, error)
         except Exception as exc:
-            outcome = self._after_error(task, message, exc)
+            outcome = self._after_error(task, message, exc, time.perf_counter() - started)
         else:
             outcome = execute.success_state(message, None if running.terminated else value, [])
+            if self._info and not running.terminated:
+                duration = time.perf_counter() - started
+                fields = tasklog.fields(message.task, message.id, "succeeded", duration)
+                line = tasklog.succeeded(message.task, message.id, duration, value)
+                log.info(line, extra=fields)
         finally:
             request.leave(token)
         if running.terminated:
@@ -638,13 +677,14 @@ class Worker:
         return outcome
 
     def _after_error(
-        self, task: Task[Any, Any], message: TaskMessage, exc: Exception
+        self, task: Task[Any, Any], message: TaskMessage, exc: Exception, duration: float
     ) -> ResultMessage | Retry:
         """What a task that raised ``exc`` comes to: a retry, if its policy says so."""
         policy = task.retry_policy
         if isinstance(exc, policy.autoretry_for) and policy.retries_left(message.retries):
             return Retry(policy.countdown(message.retries), exc)
-        log.info("task %s[%s] raised %s: %s", message.task, message.id, type(exc).__name__, exc)
+        fields = tasklog.fields(message.task, message.id, "failed", duration)
+        log.error(tasklog.failed(message.task, message.id, exc), exc_info=exc, extra=fields)
         return execute.failure_state(message.id, exc)
 
     def _request(
@@ -799,6 +839,12 @@ def _sends_result(message: TaskMessage) -> bool:
     """Whether the result leaves this worker: to the caller or into the workflow."""
     wants_reply = bool(message.reply_to) and not message.ignore_result
     return wants_reply or bool(message.chain or message.callbacks or message.chord)
+
+
+def _running_task(frame: FrameType) -> tuple[str, str] | None:
+    """The task a frame of :meth:`Worker._run` runs (read by the block watch's thread)."""
+    message = frame.f_locals.get("message")
+    return (message.task, message.id) if isinstance(message, TaskMessage) else None
 
 
 def _int_or_zero(value: Any) -> int:

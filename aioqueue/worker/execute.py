@@ -6,6 +6,7 @@ Every function here is either pure (deciding) or runs exactly one user function
 
 from __future__ import annotations
 
+import os
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,7 @@ __all__ = (
     "next_attempt",
     "retry_state",
     "revoked_state",
+    "started_state",
     "success_state",
     "when_due",
 )
@@ -139,6 +141,16 @@ async def call_with_limit(
     if limit is None and soft_limit is None:
         return await task.call(*args, **kwargs)  # the common case: no frame more
     return await run_with_limits(task.call(*args, **kwargs), soft=soft_limit, hard=limit, what=what)
+
+
+def started_state(message: TaskMessage, hostname: str) -> ResultMessage:
+    """The STARTED state of ``message`` (sent only for ``track_started`` tasks), as
+    Celery's: the worker's pid and hostname, no ``date_done``."""
+    return ResultMessage(
+        task_id=message.id,
+        status=State.STARTED,
+        result={"pid": os.getpid(), "hostname": hostname},
+    )
 
 
 def success_state(message: TaskMessage, value: Any, children: list[Any]) -> ResultMessage:

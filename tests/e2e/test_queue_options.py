@@ -112,8 +112,13 @@ async def test_a_full_queue_dropping_its_head_moves_it_to_the_dlq(
     async with app:
         for i in range(3):
             await app.send_task("options.record", [i], ignore_result=True)
-        dlq = await app.transport.inspect_queue(f"{cleanup}.dlq")
-        assert dlq is not None and dlq.messages == 2
+
+        async def dropped_two() -> bool:
+            # Dead-lettering runs after the publish is confirmed: wait for it.
+            dlq = await app.transport.inspect_queue(f"{cleanup}.dlq")
+            return dlq is not None and dlq.messages == 2
+
+        await eventually(dropped_two)
         async with app.worker():
             await eventually(lambda: seen == [2])
 
