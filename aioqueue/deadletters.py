@@ -23,7 +23,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .exceptions import BrokerError
-from .topology import dlq_name
+from .topology import (
+    DEATH_HEADERS,
+    ERROR_HEADER,
+    ERROR_TYPE_HEADER,
+    ORIGIN_HEADER,
+    REDELIVERIES_HEADER,
+    dlq_name,
+)
 from .transport.base import Batch, Envelope, Publish, Transport
 
 __all__ = (
@@ -39,19 +46,14 @@ __all__ = (
     "select",
 )
 
-ERROR_HEADER = "x-aioqueue-error"
-ERROR_TYPE_HEADER = "x-aioqueue-error-type"
-QUEUE_HEADER = "x-aioqueue-queue"
 # What a replayed message leaves behind: the reasons (the worker's and RabbitMQ's), and
 # the worker's redelivery count (a replay is a fresh start, not one more redelivery).
 _DROPPED_HEADERS = (
     ERROR_HEADER,
     ERROR_TYPE_HEADER,
-    QUEUE_HEADER,
-    "x-aioqueue-redeliveries",
-    "x-death",
-    "x-first-death-",
-    "x-last-death-",
+    ORIGIN_HEADER,
+    REDELIVERIES_HEADER,
+    *DEATH_HEADERS,
 )
 
 
@@ -81,7 +83,7 @@ class DeadLetter:
             envelope=envelope,
             task=_text(headers.get("task")),
             id=task_id,
-            queue=_text(headers.get(QUEUE_HEADER)) or _death_queue(headers) or default_queue,
+            queue=_text(headers.get(ORIGIN_HEADER)) or _death_queue(headers) or default_queue,
             reason=reason(headers),
         )
 

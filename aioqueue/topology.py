@@ -37,10 +37,15 @@ __all__ = (
     "BEAT_LEASE",
     "BEAT_STATE",
     "CHORD_PREFIX",
+    "DEATH_HEADERS",
     "DELAY_PREFIX",
+    "ERROR_HEADER",
+    "ERROR_TYPE_HEADER",
     "EVENTS_EXCHANGE",
+    "ORIGIN_HEADER",
     "PIDBOX_EXCHANGE",
     "PIDBOX_REPLY_EXCHANGE",
+    "REDELIVERIES_HEADER",
     "REPLY_PREFIX",
     "REVOKED_STATE",
     "REVOKE_SWEEP_LEASE",
@@ -84,6 +89,14 @@ REVOKE_SWEEP_LEASE = "aioqueue.revoked.sweep"
 # 10 s, and drops a control message that waited in it for 5 min.
 _PIDBOX_QUEUE_ARGUMENTS = {"x-expires": 10_000, "x-message-ttl": 300_000}
 EXCHANGE_TYPES: tuple[str, ...] = get_args(ExchangeType)
+# Headers the worker adds to a message it dead-letters (why, and where it came from) or
+# publishes again in place of a redelivered one (how often it was redelivered).
+ERROR_HEADER = "x-aioqueue-error"
+ERROR_TYPE_HEADER = "x-aioqueue-error-type"
+ORIGIN_HEADER = "x-aioqueue-queue"
+REDELIVERIES_HEADER = "x-aioqueue-redeliveries"
+# Prefixes of the headers RabbitMQ adds to a message it dead-letters.
+DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 
 
 def dlq_name(queue: str) -> str:

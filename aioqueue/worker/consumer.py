@@ -57,7 +57,15 @@ from ..registry import Registry
 from ..request import DeliveryInfo, Request
 from ..routing import Route, delay_bucket_ms
 from ..task import Task
-from ..topology import Broadcast, Destination, chord_run_lease
+from ..topology import (
+    ERROR_HEADER,
+    ERROR_TYPE_HEADER,
+    ORIGIN_HEADER,
+    REDELIVERIES_HEADER,
+    Broadcast,
+    Destination,
+    chord_run_lease,
+)
 from ..transport.base import Consumer, Delivery, Envelope, Publish
 from . import chord, execute, tasklog
 from .blocking import BlockWatch
@@ -72,8 +80,6 @@ __all__ = ("Worker",)
 log = logging.getLogger("aioqueue.worker")
 
 _OUTCOME_BACKOFF = Backoff()
-# Counts a message's deliveries on a classic queue (quorum queues count them themselves).
-REDELIVERIES_HEADER = "x-aioqueue-redeliveries"
 # Seconds a rate-limited task may wait here; beyond it waits in the broker's delay queues.
 _MAX_RATE_WAIT_S = 1.0
 # How long a copy of a chord-fired message waits while another copy runs.
@@ -753,9 +759,9 @@ class Worker:
         log.error("dead-lettering a message from %s: %s", delivery.queue, error)
         headers = {
             **envelope.headers,
-            "x-aioqueue-error": str(error),
-            "x-aioqueue-error-type": type(error).__name__,
-            "x-aioqueue-queue": delivery.queue,
+            ERROR_HEADER: str(error),
+            ERROR_TYPE_HEADER: type(error).__name__,
+            ORIGIN_HEADER: delivery.queue,
         }
         definition = self._queue(delivery.queue)
         route = Route("", definition.dlq, (definition,))

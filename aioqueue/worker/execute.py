@@ -24,6 +24,7 @@ from ..message import ResultMessage, State, TaskMessage, utc_now
 from ..routing import delay_bucket_ms
 from ..serialization import Codec
 from ..task import Task
+from ..topology import DEATH_HEADERS
 from ..transport.base import Envelope, Publish
 from .limits import ThreadSlots
 from .timeouts import run_with_limits
@@ -43,15 +44,12 @@ __all__ = (
     "when_due",
 )
 
-# Broker-added headers that must not follow a message when it is published again.
-_BROKER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
-
 
 def strip_broker_headers(headers: dict[str, Any]) -> dict[str, Any]:
     """``headers`` without those RabbitMQ added when dead-lettering (``x-death``, ...)."""
-    if not any(k.startswith(_BROKER_HEADERS) for k in headers):
+    if not any(k.startswith(DEATH_HEADERS) for k in headers):
         return headers
-    return {k: v for k, v in headers.items() if not k.startswith(_BROKER_HEADERS)}
+    return {k: v for k, v in headers.items() if not k.startswith(DEATH_HEADERS)}
 
 
 def decode(envelope: Envelope, codec: Codec) -> TaskMessage:
