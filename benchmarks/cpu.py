@@ -24,8 +24,6 @@ import argparse
 import asyncio
 import logging
 import os
-import shutil
-import signal
 import statistics
 import sys
 import time
@@ -34,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvloop
+from worker_process import delete_topology, drain_output, stop, wait_banner, worker_command
 
-from aioqueue import AioQueueError, App
-from aioqueue.topology import dlq_name
+from aioqueue import App
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -104,61 +102,11 @@ class Figure:
         return self.tasks / self.wall
 
 
-def _worker_command() -> list[str]:
-    # The console script next to this interpreter; ``-m aioqueue.cli`` when it is absent.
-    script = shutil.which("aioqueue", path=str(Path(sys.executable).parent))
-    return [script] if script is not None else [sys.executable, "-m", "aioqueue.cli"]
-
-
-async def _wait_banner(proc: asyncio.subprocess.Process) -> None:
-    """Return once the worker (or pool) printed its banner: it consumes."""
-    assert proc.stdout is not None
-    rules = 0
-    while rules < 2:
-        line = (await proc.stdout.readline()).decode().strip()
-        if not line and proc.stdout.at_eof():
-            raise RuntimeError(f"the worker exited with status {await proc.wait()}")
-        if line and set(line) == {"-"}:
-            rules += 1
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    # A full pipe would block the worker's prints.
-    while await stream.read(65_536):
-        pass
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT):
-                await proc.wait()
-        except TimeoutError:
-            log.warning("the worker ignored SIGTERM for %g s; killing it", STOP_TIMEOUT)
-            proc.kill()
-            await proc.wait()
-    if proc.returncode != 0:
-        log.warning("the worker exited with status %s", proc.returncode)
-
-
-async def _delete_topology(client: App, queue: str) -> None:
-    for kind, name, delete in (
-        ("queue", queue, client.transport.delete_queue),
-        ("queue", dlq_name(queue), client.transport.delete_queue),
-        ("exchange", queue, client.transport.delete_exchange),
-    ):
-        try:
-            await delete(name)
-        except AioQueueError as exc:
-            log.warning("could not delete %s %r: %s", kind, name, exc)
-
-
 async def measure(url: str, setup: str, worker_args: list[str], tasks: int, n: int) -> Figure:
     """Start a worker with ``worker_args``, run ``tasks`` burns through it, stop it."""
     queue = f"bench.cpu.{uuid.uuid4().hex[:12]}"
     proc = await asyncio.create_subprocess_exec(
-        *_worker_command(),
+        *worker_command(),
         "worker",
         "-A",
         "cpu:app",
@@ -176,8 +124,8 @@ async def measure(url: str, setup: str, worker_args: list[str], tasks: int, n: i
         async with client:
             try:
                 async with asyncio.timeout(START_TIMEOUT):
-                    await _wait_banner(proc)
-                drain = asyncio.create_task(_drain(proc.stdout))
+                    await wait_banner(proc)
+                drain = asyncio.create_task(drain_output(proc.stdout))
                 task = client.tasks[BURN]
                 warm = [await task.delay(n) for _ in range(WARM_UP)]
                 for result in warm:
@@ -189,8 +137,8 @@ async def measure(url: str, setup: str, worker_args: list[str], tasks: int, n: i
                         await result.get(timeout=RUN_TIMEOUT)
                     wall = time.perf_counter() - started
             finally:
-                await _stop(proc)
-                await _delete_topology(client, queue)
+                await stop(proc, STOP_TIMEOUT)
+                await delete_topology(client, queue)
     finally:
         if proc.returncode is None:
             proc.kill()

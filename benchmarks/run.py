@@ -31,8 +31,6 @@ import argparse
 import asyncio
 import logging
 import os
-import shutil
-import signal
 import statistics
 import sys
 import time
@@ -49,9 +47,9 @@ import ceiling
 import psutil  # type: ignore[import-untyped,unused-ignore]
 import uvloop
 from bench_tasks import QUEUE_ENV, URL_ENV, Bench, make
+from worker_process import delete_topology, drain_output, stop, wait_banner, worker_command
 
-from aioqueue import AioQueueError, App, Worker, chain, group
-from aioqueue.topology import dlq_name
+from aioqueue import Worker, chain, group
 
 HERE = Path(__file__).resolve().parent
 MB = 1024 * 1024
@@ -110,20 +108,6 @@ def _queue_name() -> str:
     return f"bench.aioqueue.{uuid.uuid4().hex[:12]}"
 
 
-async def _delete_topology(app: App, queue: str) -> None:
-    """Delete what the worker declares for ``queue``: Celery's exchange and queue, + dlq."""
-    # Each deletion is tried even if another failed: leave as little as possible behind.
-    for kind, name, delete in (
-        ("queue", queue, app.transport.delete_queue),
-        ("queue", dlq_name(queue), app.transport.delete_queue),
-        ("exchange", queue, app.transport.delete_exchange),
-    ):
-        try:
-            await delete(name)
-        except AioQueueError as exc:
-            log.warning("could not delete %s %r: %s", kind, name, exc)
-
-
 async def _warm_up(bench: Bench) -> None:
     # The client declares the task queue and its reply queue on its first send; the
     # ceiling does the equivalent before its clock starts, so aioqueue does it here.
@@ -142,7 +126,7 @@ async def _in_process(url: str, concurrency: int) -> AsyncIterator[tuple[Worker,
                 await _warm_up(client)
                 yield worker, client
         finally:
-            await _delete_topology(client.app, queue)
+            await delete_topology(client.app, queue)
 
 
 async def aioqueue_w1(url: str, n: int) -> float:
@@ -230,45 +214,6 @@ class Footprint:
     w3_wall: float
 
 
-def _worker_command() -> list[str]:
-    # The console script next to this interpreter runs the worker in this environment;
-    # ``-m aioqueue.cli`` is the same entry point when the script is not installed.
-    script = shutil.which("aioqueue", path=str(Path(sys.executable).parent))
-    return [script] if script is not None else [sys.executable, "-m", "aioqueue.cli"]
-
-
-async def _wait_banner(proc: asyncio.subprocess.Process) -> None:
-    """Return once the worker printed its banner, which it does after it consumes."""
-    assert proc.stdout is not None
-    rules = 0
-    while rules < 2:
-        line = (await proc.stdout.readline()).decode().strip()
-        if not line and proc.stdout.at_eof():
-            raise RuntimeError(f"W5: the worker exited with status {await proc.wait()}")
-        if line and set(line) == {"-"}:
-            rules += 1
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    # A full pipe would block the worker's prints.
-    while await stream.read(65_536):
-        pass
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT):
-                await proc.wait()
-        except TimeoutError:
-            log.warning("W5: the worker ignored SIGTERM for %g s; killing it", STOP_TIMEOUT)
-            proc.kill()
-            await proc.wait()
-    if proc.returncode != 0:
-        log.warning("W5: the worker exited with status %s", proc.returncode)
-
-
 def _rss(process: psutil.Process) -> int:
     return int(process.memory_info().rss)
 
@@ -284,7 +229,7 @@ async def _peak_rss(process: psutil.Process, done: asyncio.Event) -> int:
 async def aioqueue_w5(url: str, n: int) -> Footprint:
     queue = _queue_name()
     proc = await asyncio.create_subprocess_exec(
-        *_worker_command(),
+        *worker_command(),
         "worker",
         "-A",
         "bench_tasks:app",
@@ -303,8 +248,8 @@ async def aioqueue_w5(url: str, n: int) -> Footprint:
         async with client.app:
             try:
                 async with asyncio.timeout(START_TIMEOUT):
-                    await _wait_banner(proc)
-                drain = asyncio.create_task(_drain(proc.stdout))
+                    await wait_banner(proc, "W5: the worker")
+                drain = asyncio.create_task(drain_output(proc.stdout))
                 await asyncio.sleep(IDLE_SETTLE_SECONDS)
                 process = psutil.Process(proc.pid)
                 idle = _rss(process)
@@ -319,8 +264,8 @@ async def aioqueue_w5(url: str, n: int) -> Footprint:
                     done.set()
                     peak = await sampler
             finally:
-                await _stop(proc)
-                await _delete_topology(client.app, queue)
+                await stop(proc, STOP_TIMEOUT, "W5: the worker")
+                await delete_topology(client.app, queue)
     finally:
         if proc.returncode is None:
             proc.kill()
