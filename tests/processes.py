@@ -28,6 +28,30 @@ CLI = ("-m", "aioqueue.cli")
 # Generous, only there so that a broken test fails (inside pytest's timeout) instead of
 # hanging.
 TIMEOUT = 30
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m aioqueue.cli <args>`` from this repository, run to its end (blocking)."""
+    return subprocess.run(
+        [sys.executable, *CLI, *args],
+        cwd=ROOT,
+        env=dict(env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+def error_line(out: subprocess.CompletedProcess[str]) -> str:
+    """The one line a command printed on stderr (asserting it printed just one)."""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
 # For tests whose workers are subprocesses: one event loop on the test side is enough.
 ONE_LOOP = pytest.mark.parametrize(
     "anyio_backend", [pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio")]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
 from aioqueue import App
-from tests.processes import CLI, ROOT, TIMEOUT, WorkerProcesses
+from tests.processes import WorkerProcesses, error_line, run_cli
 
 # Left without a broker: AIOQUEUE_BROKER_URL decides (memory:// when it is unset).
 app = App("cli-config", default_queue=os.environ.get("AIOQUEUE_TEST_QUEUE", "cli.config"))
@@ -22,26 +21,13 @@ pytestmark = pytest.mark.anyio
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AIOQUEUE_")}
-    return subprocess.run(
-        [sys.executable, *CLI, *args],
-        cwd=ROOT,
-        env={**environment, **env},
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-
-
-def _error_line(out: subprocess.CompletedProcess[str]) -> str:
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    return lines[0]
+    return run_cli(*args, env={**environment, **env})
 
 
 def test_worker_refuses_a_memory_broker() -> None:
     out = _cli("worker", "-A", "tests.test_cli_config:app")
     assert out.returncode == 2
-    line = _error_line(out)
+    line = error_line(out)
     assert "memory://" in line
     assert 'App(broker="amqp://...")' in line
     assert "AIOQUEUE_BROKER_URL" in line
@@ -50,7 +36,7 @@ def test_worker_refuses_a_memory_broker() -> None:
 def test_the_environment_does_not_override_an_explicit_broker(amqp_url: str) -> None:
     out = _cli("worker", "-A", "tests.test_cli_config:explicit", AIOQUEUE_BROKER_URL=amqp_url)
     assert out.returncode == 2
-    assert "memory://" in _error_line(out)
+    assert "memory://" in error_line(out)
 
 
 async def test_a_worker_takes_its_broker_from_the_environment(
@@ -89,7 +75,7 @@ def test_worker_settings_from_the_environment_reach_the_worker() -> None:
         AIOQUEUE_LOGLEVEL="WARNING",
     )
     assert out.returncode == 2
-    assert "memory://" in _error_line(out)
+    assert "memory://" in error_line(out)
 
 
 @pytest.mark.parametrize(
@@ -102,7 +88,7 @@ def test_worker_settings_from_the_environment_reach_the_worker() -> None:
 def test_a_file_name_gets_a_hint(spec: str, meant: str) -> None:
     out = _cli("worker", "-A", spec)
     assert out.returncode == 2
-    assert f"did you mean `{meant}`?" in _error_line(out)
+    assert f"did you mean `{meant}`?" in error_line(out)
 
 
 def test_help_says_what_a_bare_module_means() -> None:

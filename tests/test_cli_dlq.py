@@ -16,7 +16,7 @@ import pytest
 
 from aioqueue import App, Queue
 from aioqueue.transport.base import Delivery, Envelope, QueueSpec
-from tests.processes import CLI, ROOT, TIMEOUT
+from tests.processes import CLI, ROOT, TIMEOUT, run_cli
 
 app = App(
     "cli-dlq",
@@ -76,17 +76,7 @@ async def _cli(
     amqp_url: str, queue: str, *args: str, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AIOQUEUE_TEST_BROKER": amqp_url, "AIOQUEUE_TEST_QUEUE": queue}
-    return await anyio.to_thread.run_sync(
-        lambda: subprocess.run(
-            [sys.executable, *CLI, "dlq", *args],
-            cwd=ROOT,
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
-    )
+    return await anyio.to_thread.run_sync(lambda: run_cli("dlq", *args, env=env, stdin=stdin))
 
 
 async def _taken(local: App, queue: str) -> list[Envelope]:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,7 +32,7 @@ from aioqueue.overview import (
 from aioqueue.topology import Topology
 from aioqueue.transport.amqp import AmqpTransport
 from aioqueue.transport.base import Delivery, Envelope, QueueSpec
-from tests.processes import CLI, ONE_LOOP, ROOT, TIMEOUT
+from tests.processes import ONE_LOOP, TIMEOUT, error_line, run_cli
 
 APP = "tests.test_cli_topology:app"
 
@@ -356,15 +355,7 @@ def _cli(
     *args: str, broker: str, queue: str = "cli.default", stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AIOQUEUE_TEST_BROKER": broker, "AIOQUEUE_TEST_QUEUE": queue}
-    return subprocess.run(
-        [sys.executable, *CLI, *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    return run_cli(*args, env=env, stdin=stdin)
 
 
 async def _acli(
@@ -376,10 +367,9 @@ async def _acli(
 
 
 def _error_line(out: subprocess.CompletedProcess[str]) -> str:
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    assert lines[0].startswith("error: "), out.stderr
-    return lines[0]
+    line = error_line(out)
+    assert line.startswith("error: "), out.stderr
+    return line
 
 
 def test_topology_command_without_a_broker() -> None:
