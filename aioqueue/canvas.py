@@ -27,10 +27,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from .exceptions import ConfigurationError
-from .message import ResultMessage, TaskMessage, new_id
+from .message import TaskMessage, new_id
 from .options import Options, build_message
-from .result import AsyncResult, GroupResult, rebuild_exception
+from .result import AsyncResult, GroupResult
 from .results.base import ResultBackend
+from .results.disabled import DisabledBackend
 
 __all__ = (
     "NOTHING",
@@ -66,31 +67,8 @@ class _Nothing:
 NOTHING: Any = _Nothing()
 
 
-class _NoResults:
-    """The backend of an empty group's result: there is no member to wait for."""
-
-    reply_to: str | None = None
-
-    async def start(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-    def state(self, task_id: str) -> ResultMessage | None:
-        return None
-
-    async def wait(self, task_id: str, timeout: float | None) -> ResultMessage:
-        raise ConfigurationError(f"an empty group has no result to wait for ({task_id})")
-
-    def forget(self, task_id: str) -> None:
-        pass
-
-    def rebuild(self, message: ResultMessage) -> BaseException:
-        return rebuild_exception(message, ())
-
-
-_NO_RESULTS: ResultBackend = _NoResults()
+# The backend of an empty group's result: there is no member to wait for.
+_NO_RESULTS: ResultBackend = DisabledBackend(tuple)
 
 
 class Sender(Protocol):
