@@ -170,18 +170,21 @@ class Task(Generic[P, R]):
             return self.fn(self, *args, **kwargs)
         return self.fn(*args, **kwargs)
 
-    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Check ``args``/``kwargs`` against the task's parameters, as Celery does when
-        sending: a call that cannot fit fails here, before anything is sent.
+    def bind_arguments(
+        self, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """``(args, kwargs)`` checked against the task's parameters: by a caller before
+        sending (as Celery does), and by the worker before calling.
 
         :raises ArgumentsError: (a ``TypeError``) they do not fit; it names the task.
         """
         if not kwargs and len(args) == self.plain_arity:
-            return  # the common case, without inspect's binding
+            return tuple(args), {}  # the common case, without inspect's binding
         try:
-            self.signature.bind(*args, **kwargs)
+            bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise ArgumentsError(f"task {self.name!r}: {exc}") from None
+        return bound.args, bound.kwargs
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -232,7 +235,7 @@ class Task(Generic[P, R]):
 
         :raises ArgumentsError: (a ``TypeError``) the arguments do not fit the task.
         """
-        self.check_arguments(args, kwargs)
+        self.bind_arguments(args, kwargs)
         sig: Signature[R] = Signature(self.name, args, kwargs, self.options)
         return cast(AsyncResult[R], await self.sender.send_canvas(sig))
 
@@ -269,7 +272,7 @@ class Task(Generic[P, R]):
         :raises EncodeError: an argument is not serialisable.
         """
         args, kwargs = tuple(args), dict(kwargs or {})
-        self.check_arguments(args, kwargs)
+        self.bind_arguments(args, kwargs)
         options = Options(
             queue=queue,
             exchange=exchange,

@@ -14,7 +14,6 @@ from typing import Any
 
 from ..exceptions import (
     AioQueueError,
-    ArgumentsError,
     ContentTypeError,
     MalformedMessageError,
     Retry,
@@ -77,13 +76,7 @@ def bind(task: Task[Any, Any], message: TaskMessage) -> tuple[tuple[Any, ...], d
 
     :raises ArgumentsError: they do not fit, e.g. a missing or unexpected argument.
     """
-    if not message.kwargs and len(message.args) == task.plain_arity:
-        return tuple(message.args), {}  # the common case, without inspect's binding
-    try:
-        bound = task.signature.bind(*message.args, **message.kwargs)
-    except TypeError as exc:
-        raise ArgumentsError(f"task {task.name!r}: {exc}") from None
-    return bound.args, bound.kwargs
+    return task.bind_arguments(message.args, message.kwargs)
 
 
 @dataclass(frozen=True, slots=True)
