@@ -65,6 +65,8 @@ IDLE_SETTLE_SECONDS = 1.0
 RSS_SAMPLE_SECONDS = 0.01
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
+# The CLI's line format, so that ``info`` costs here what it costs a CLI worker.
+LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
 
 T = TypeVar("T")
 
@@ -226,7 +228,7 @@ async def _peak_rss(process: psutil.Process, done: asyncio.Event) -> int:
     return max(peak, _rss(process))
 
 
-async def aioqueue_w5(url: str, n: int) -> Footprint:
+async def aioqueue_w5(url: str, n: int, log_level: str) -> Footprint:
     queue = _queue_name()
     proc = await asyncio.create_subprocess_exec(
         *worker_command(),
@@ -236,7 +238,7 @@ async def aioqueue_w5(url: str, n: int) -> Footprint:
         "-c",
         str(CONCURRENCY),
         "-l",
-        "warning",
+        log_level,
         cwd=HERE,
         env={**os.environ, URL_ENV: url, QUEUE_ENV: queue},
         stdout=asyncio.subprocess.PIPE,
@@ -330,7 +332,7 @@ def _seconds(value: float) -> str:
     return f"{value:.3f} s"
 
 
-async def run(url: str, sizes: Sizes) -> list[Row]:
+async def run(url: str, sizes: Sizes, log_level: str) -> list[Row]:
     """Run every workload on both sides; the rows of the final table."""
     print(f"W1: {sizes.w1:,} add tasks at once, then every result")
     a1 = await _timed("aioqueue tasks/s", aioqueue_w1(url, sizes.w1))
@@ -345,7 +347,7 @@ async def run(url: str, sizes: Sizes) -> list[Row]:
     a4 = await _timed("aioqueue p50 ms, p99 ms", aioqueue_w4(url, sizes.w4))
     c4 = await _timed("ceiling p50 ms, p99 ms", ceiling.w4(url, sizes.w4))
     print(f"W5: aioqueue worker process (-c {CONCURRENCY:,}), idle and under W3")
-    a5 = await _timed("aioqueue RSS", aioqueue_w5(url, sizes.w3))
+    a5 = await _timed("aioqueue RSS", aioqueue_w5(url, sizes.w3, log_level))
     print(f"W6: a {CHAIN_STEPS}-step chain awaited end to end, {sizes.w6:,} times")
     a6 = await _timed("aioqueue chains/s, p50 ms", aioqueue_w6(url, sizes.w6))
     c6 = await _timed("ceiling chains/s, p50 ms", ceiling.w6(url, sizes.w6, CHAIN_STEPS))
@@ -425,10 +427,24 @@ def main(argv: list[str] | None = None) -> int:
         help=f"broker URL (default: ${URL_ENV}, else {ceiling.DEFAULT_URL})",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--worker-log-level",
+        default="warning",
+        choices=("debug", "info", "warning", "error"),
+        help="what the workers log (default: warning); with info, a worker in this "
+        "process writes its lines, formatted as the CLI's, to the null device",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.worker_log_level != "warning":
+        handler = logging.StreamHandler(open(os.devnull, "w"))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        aioqueue_log = logging.getLogger("aioqueue")
+        aioqueue_log.setLevel(args.worker_log_level.upper())
+        aioqueue_log.addHandler(handler)
+        aioqueue_log.propagate = False
     sizes = QUICK if args.quick else FULL
-    rows = uvloop.run(run(args.url, sizes))
+    rows = uvloop.run(run(args.url, sizes, args.worker_log_level))
     print(table(rows))
     return 0 if all(r.passed is not False for r in rows) else 1
 
