@@ -365,6 +365,16 @@ class App:
 
     # -- sending -------------------------------------------------------------------------
 
+    def check_arguments(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Check a call of ``task`` against its parameters when it is registered here
+        (as a signature's ``delay`` does); a task known by name only goes unchecked.
+
+        :raises ArgumentsError: (a ``TypeError``) the arguments do not fit the task.
+        """
+        registered = self.registry.get(task)
+        if registered is not None:
+            registered.bind_arguments(args, kwargs)
+
     async def send_canvas(self, canvas: Canvas) -> AsyncResult[Any]:
         """Send a signature, chain, group or chord and return its promise.
 

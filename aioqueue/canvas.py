@@ -22,7 +22,7 @@ the task's result as ``prev``: the next chain step, the links, or (in
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -76,6 +76,10 @@ class Sender(Protocol):
 
     async def send_canvas(self, canvas: Canvas) -> AsyncResult[Any]: ...
 
+    def check_arguments(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise :class:`~aioqueue.ArgumentsError` when ``task`` is known here and the
+        arguments do not fit it."""
+
 
 class _Sendable(Generic[R]):
     """``delay``/``apply_async`` for canvas values bound to an app."""
@@ -93,11 +97,28 @@ class _Sendable(Generic[R]):
                 # Nothing to send, nothing to wait for: what an app would give back.
                 return cast(AsyncResult[R], GroupResult(new_id(), [], _NO_RESULTS))
             raise ConfigurationError(_unbound(canvas))
+        for sig in _first_calls(canvas):
+            self.app.check_arguments(sig.task, sig.args, sig.kwargs)
         return cast(AsyncResult[R], await self.app.send_canvas(canvas))
 
     async def apply_async(self) -> AsyncResult[R]:
         """The same as :meth:`delay` (options go on the parts, see ``with_options``)."""
         return await self.delay()
+
+
+def _first_calls(canvas: Canvas) -> Iterator[Signature[Any]]:
+    """The calls of ``canvas`` that run with the arguments they are sent with: later
+    steps of a chain and a chord's body also get results, so they cannot be checked."""
+    if isinstance(canvas, Signature):
+        yield canvas
+    elif isinstance(canvas, Chain):
+        if canvas.tasks:
+            yield from _first_calls(canvas.tasks[0])
+    elif isinstance(canvas, Group):
+        for member in canvas.tasks:
+            yield from _first_calls(member)
+    elif isinstance(canvas, Chord):
+        yield from _first_calls(canvas.header)
 
 
 @dataclass(frozen=True, slots=True)

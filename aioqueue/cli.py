@@ -73,7 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker" and not pooled:
         if args.max_tasks_per_child or args.max_memory_per_child:
             parser.error("--max-tasks-per-child and --max-memory-per-child need --processes")
-    _configure_logging(args, pooled)
+    try:
+        _configure_logging(args, pooled)
+    except OSError as exc:
+        print(
+            f"error: cannot write --logfile {args.logfile!r}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         app = load_app(args.app)
     except (ImportError, AttributeError, TypeError) as exc:

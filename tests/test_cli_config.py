@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,12 @@ def test_help_says_what_a_bare_module_means() -> None:
     assert out.returncode == 0
     assert "-A myapp means myapp:app" in " ".join(out.stdout.split())
     assert "AIOQUEUE_CONCURRENCY" in out.stdout
+
+
+def test_an_unwritable_logfile_is_one_line_and_status_2(tmp_path: Path) -> None:
+    missing = f"{tmp_path}/no-such-dir/worker.log"
+    out = _cli("worker", "-A", "tests.test_cli_config:explicit", "--logfile", missing)
+    assert out.returncode == 2
+    line = error_line(out)
+    assert line.startswith(f"error: cannot write --logfile {missing!r}: ")
+    assert "No such file or directory" in line

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from aioqueue import App, ArgumentsError, BrokerConnectionError, State
+from aioqueue import App, ArgumentsError, BrokerConnectionError, State, chain, group
 from tests.e2e.conftest import MakeApp
 from tests.helpers import eventually
 
@@ -53,6 +53,32 @@ async def test_a_partial_is_completed_when_sent(make_app: MakeApp) -> None:
         assert await first.get(timeout=TIMEOUT) == [[2, 1], {}]
         assert await second.get(timeout=TIMEOUT) == [[2, 3, 1], {"a": 1, "b": 20}]
         assert await third.get(timeout=TIMEOUT) == [[1], {}]
+
+
+async def test_a_sent_partial_is_checked_where_its_arguments_are_complete(
+    make_app: MakeApp,
+) -> None:
+    app = make_app("calls")
+    calls: list[tuple[int, int]] = []
+
+    @app.task(name="calls.pair")
+    async def pair(x: int, y: int) -> int:
+        calls.append((x, y))
+        return x + y
+
+    async with app, app.worker():
+        with pytest.raises(ArgumentsError, match="task 'calls.pair': too many positional"):
+            await pair.s(1).delay(2, 3)
+        with pytest.raises(ArgumentsError, match="task 'calls.pair': missing a required"):
+            await pair.s().apply_async((1,))
+        with pytest.raises(ArgumentsError, match="calls.pair"):
+            await group(pair.s(1, 2), pair.s(1)).delay()
+        with pytest.raises(ArgumentsError, match="calls.pair"):
+            await chain(pair.s(1), pair.s(2)).delay()
+        # A later step gets the previous result as well: only the first is checked.
+        steps = await chain(pair.s(1, 2), pair.s(10)).delay()
+        assert await steps.get(timeout=TIMEOUT) == 13
+    assert calls == [(1, 2), (3, 10)]
 
 
 async def test_a_tracked_task_is_started_while_it_runs(make_app: MakeApp) -> None:
