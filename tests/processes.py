@@ -129,7 +129,8 @@ class WorkerProcesses:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             **(env or {}),
         }
-        argv = [sys.executable, *launcher, command, "-A", app, *args]
+        # At info unless the test says otherwise (a later -l wins): tests read its lines.
+        argv = [sys.executable, *launcher, command, "-A", app, "-l", "info", *args]
         self._numbered += 1
         log = self.directory / f"{command}-{self._numbered}.log"
         with log.open("wb") as stderr:
