@@ -28,6 +28,7 @@ from .canvas import Signature as Signature
 from .canvas import chain as chain
 from .canvas import chord as chord
 from .canvas import group as group
+from .config import TLS as TLS
 from .control import Control as Control
 from .exceptions import AioQueueError as AioQueueError
 from .exceptions import ArgumentsError as ArgumentsError
@@ -103,6 +104,7 @@ __all__ = (
     "Signature",
     "SoftTimeLimitExceeded",
     "State",
+    "TLS",
     "Task",
     "TaskError",
     "TaskExpiredError",

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import fields
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import fields, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Concatenate, Literal, ParamSpec, Self, TypeVar, Unpack, overload
@@ -26,10 +26,13 @@ from .builtins import builtin_tasks
 from .canvas import Canvas, Signature, freeze, plan, result_of
 from .config import (
     AppConfig,
+    TlsOption,
     amqp_url,
     broker_from_env,
     broker_scheme,
+    check_connect_budget,
     mask_url,
+    normalize_broker_url,
     result_backend_from_env,
     result_backend_scheme,
 )
@@ -43,7 +46,7 @@ from .results.disabled import DisabledBackend
 from .results.rpc import RpcBackend
 from .retries import RetryPolicy
 from .routing import Routes, TaskRoutes
-from .serialization import Codec
+from .serialization import DEFAULT_MAX_MESSAGE_SIZE, Codec
 from .task import Task, TaskSettings
 from .topology import Destination
 from .transport.amqp import AmqpTransport
@@ -73,6 +76,9 @@ class App:
         owns (shared by several apps in one process, e.g. in tests). Left out (``None``):
         the ``AIOQUEUE_BROKER_URL`` environment variable if it is set, else
         ``memory://``; a broker given here is never overridden by the environment.
+        Several RabbitMQ nodes: ``amqp://user:pass@h1:5672,h2:5673/vhost``, URLs
+        separated by ``;``, or a list of URLs; they are tried in order, on the first
+        connection and whenever the connection is lost.
     :param result_backend: ``rpc://`` (results travel to the caller's reply queue), or
         ``None`` to disable results.
     :param default_queue: where tasks go without a route.
@@ -83,6 +89,8 @@ class App:
     :param task_routes: Celery's ``task_routes``: which tasks go where, below the
         task's and the call's own options (see :data:`aioqueue.routing.TaskRoutes`).
     :param accept_pickle: let workers accept pickle bodies (unsafe; warns).
+    :param max_message_size: the largest message body, in bytes, a worker decodes
+        (default 10 MiB); a larger one is dead-lettered unread, its caller told.
     :param exception_modules: modules whose exception types a failed task raises again
         on the caller as themselves; builtins, asyncio and aioqueue's own are always
         allowed, as are the modules that define this app's tasks.
@@ -100,18 +108,34 @@ class App:
         still not reached a worker would run. Celery's window is 3 h too.
     :param track_started: every task reports ``STARTED`` before it runs, unless its
         ``@app.task(track_started=...)`` says otherwise (Celery's ``task_track_started``).
+    :param connect_timeout: seconds connecting (``async with app``, a worker's start)
+        may take in all, every node and retry included, before it fails with
+        :class:`~aioqueue.BrokerConnectionError`; also the longest one reconnection
+        attempt to a node may take.
+    :param connect_retries: how many more rounds over the broker's nodes connecting
+        makes after the first failed, within ``connect_timeout``, paused by a jittered
+        exponential backoff. A node that refused the credentials or the vhost is not
+        tried again. Reconnecting after a lost connection never gives up.
+    :param ssl: TLS for an ``amqps://`` broker: an ``ssl.SSLContext``, or
+        :class:`aioqueue.config.TLS` (``ca``, ``cert``, ``key``, ``server_hostname``,
+        ``verify``) or a mapping of the same; a failed handshake is a
+        :class:`~aioqueue.BrokerConnectionError` saying why.
+    :param result_persistent: results waiting for this client survive a broker restart
+        (its reply queue is a quorum queue, results are acknowledged once received);
+        see :mod:`aioqueue.results.rpc`.
     """
 
     def __init__(
         self,
         name: str,
         *,
-        broker: str | Transport | None = None,
+        broker: str | Sequence[str] | Transport | None = None,
         result_backend: str | None = "rpc://",
         default_queue: str = "celery",
         queues: Iterable[Destination] = (),
         task_routes: TaskRoutes = None,
         accept_pickle: bool = False,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         exception_modules: Iterable[str] = (),
         publish_timeout: float = 30.0,
         chord_expires: float = 86_400.0,
@@ -119,9 +143,15 @@ class App:
         heartbeat: int = 10,
         revoke_expires: float = 10_800.0,
         track_started: bool = False,
+        connect_timeout: float = 30.0,
+        connect_retries: int = 3,
+        ssl: TlsOption | None = None,
+        result_persistent: bool = False,
     ) -> None:
         if broker is None:
             broker = broker_from_env(os.environ)
+        elif not isinstance(broker, str) and isinstance(broker, Sequence):
+            broker = normalize_broker_url(broker)
         self.config = AppConfig(
             name=name,
             broker_url=broker if isinstance(broker, str) else None,
@@ -130,18 +160,22 @@ class App:
             publish_timeout=publish_timeout,
             chord_expires=chord_expires,
             result_expires=result_expires,
+            connect_timeout=connect_timeout,
+            connect_retries=connect_retries,
         )
         self.name = name
         self.track_started = track_started
         self._announced: int | None = None  # the transport generation last logged
         self.registry = Registry(exception_modules)
         if isinstance(broker, str):
-            transport = _make_transport(broker, name, publish_timeout, heartbeat)
+            transport = _make_transport(
+                broker, name, publish_timeout, heartbeat, self.config, ssl=ssl
+            )
         else:
             transport = broker
         self.broker = Broker(
             transport,
-            Codec(accept_pickle=accept_pickle),
+            Codec(accept_pickle=accept_pickle, max_message_size=max_message_size),
             owns_transport=isinstance(broker, str),
             default_queue=default_queue,
             queues=queues,
@@ -155,6 +189,7 @@ class App:
                 self.broker.codec,
                 exception_modules=self.registry.exception_modules,
                 unclaimed_ttl=result_expires,
+                persistent=result_persistent,
             )
         else:
             self.results = DisabledBackend(self.registry.exception_modules)
@@ -168,7 +203,11 @@ class App:
                 amqp_url(broker, _LEASE_HEARTBEAT),
                 publish_timeout=publish_timeout,
                 connection_name=f"{name} beat lease",
+                connect_timeout=connect_timeout,
+                connect_retries=connect_retries,
+                ssl=ssl,
             )
+        self._lease_transport = lease_transport
         self.beat = Beat(name, self.broker, self.registry, lease_transport=lease_transport)
         #: Remote control, as Celery's: ``await app.control.revoke(task_id)``.
         self.control = Control(self.broker, revoke_expires=revoke_expires)
@@ -212,6 +251,30 @@ class App:
         type of the transport it was given."""
         url = self.config.broker_url
         return url if url is not None else f"{type(self.transport).__name__}()"
+
+    @property
+    def broker_node(self) -> str | None:
+        """The URL (unmasked) of the broker node the app is connected to now, of its
+        several; ``None`` while it is not connected, or for a transport it was given."""
+        transport = self.transport
+        return transport.node if isinstance(transport, AmqpTransport) else None
+
+    def set_connect_budget(
+        self, *, timeout: float | None = None, retries: int | None = None
+    ) -> None:
+        """Change ``connect_timeout`` and ``connect_retries`` (see :class:`App`) after
+        construction, e.g. from the command line; effective from the next connect.
+
+        :raises ConfigurationError: a value is out of range.
+        """
+        timeout = self.config.connect_timeout if timeout is None else timeout
+        retries = self.config.connect_retries if retries is None else retries
+        check_connect_budget(timeout, retries)
+        self.config = replace(self.config, connect_timeout=timeout, connect_retries=retries)
+        for transport in (self.transport, self._lease_transport):
+            if isinstance(transport, AmqpTransport):
+                transport.connect_timeout = timeout
+                transport.connect_retries = retries
 
     @property
     def result_backend_url(self) -> str | None:
@@ -321,7 +384,8 @@ class App:
         if self._announced != self.transport.generation:
             # Once per connection, not per call: which broker this process talks to.
             self._announced = self.transport.generation
-            log.info("app %s: connected to broker %s", self.name, mask_url(self.broker_url))
+            node = self.broker_node
+            log.info("app %s: connected to broker %s", self.name, mask_url(node or self.broker_url))
 
     async def aclose(self) -> None:
         """Close the result backend and, if the app made it, the transport.
@@ -344,6 +408,10 @@ class App:
         hostname: str | None = None,
         max_redeliveries: int = 5,
         block_warning: float = 0.1,
+        finished_records: int = 10_000,
+        health_file: str | os.PathLike[str] | None = None,
+        health_interval: float = 5.0,
+        events: bool = False,
     ) -> Worker:
         """A worker for this app, to use as ``async with app.worker(...):``.
 
@@ -361,6 +429,10 @@ class App:
             revoke_expires=self.control.revoke_expires,
             max_redeliveries=max_redeliveries,
             block_warning=block_warning,
+            finished_records=finished_records,
+            health_file=health_file,
+            health_interval=health_interval,
+            events=events,
         )
 
     # -- sending -------------------------------------------------------------------------
@@ -481,9 +553,22 @@ class _BoundTaskDecorator:
         return self._register(fn)
 
 
-def _make_transport(url: str, name: str, publish_timeout: float, heartbeat: int) -> Transport:
+def _make_transport(
+    url: str,
+    name: str,
+    publish_timeout: float,
+    heartbeat: int,
+    config: AppConfig,
+    *,
+    ssl: TlsOption | None = None,
+) -> Transport:
     if broker_scheme(url) == "memory":
         return MemoryTransport()
     return AmqpTransport(
-        amqp_url(url, heartbeat), publish_timeout=publish_timeout, connection_name=name
+        amqp_url(url, heartbeat),
+        publish_timeout=publish_timeout,
+        connection_name=name,
+        connect_timeout=config.connect_timeout,
+        connect_retries=config.connect_retries,
+        ssl=ssl,
     )

@@ -27,13 +27,15 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from . import deadletters
+from . import deadletters, eventstream
 from ._version import __version__
 from .app import App
 from .beat import Schedule, at, crontab, every
 from .canvas import Signature
-from .config import broker_scheme, mask_url
+from .config import broker_nodes, broker_scheme, mask_url
+from .control import INSPECT_METHODS, render_replies
 from .exceptions import AioQueueError, BrokerError, ConfigurationError
 from .overview import Overview, build, read_live, render, unacked_source
 from .topology import dlq_name
@@ -64,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parse(parser, argv)
-    if args.command not in ("worker", "beat", "topology", "purge", "dlq"):
+    if args.command not in ("worker", "beat", "topology", "purge", "dlq", "events", "inspect"):
         parser.print_help()
         return 2
     if args.app is None:
@@ -87,20 +89,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot load app {args.app!r}: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.command == "topology":
-            return _run(lambda: _topology_command(app, args))
-        if args.command == "purge":
-            return _purge_command(app, args)
-        if args.command == "dlq":
-            return _dlq_command(app, args)
-        if args.command == "beat" and args.action in ("add", "remove", "list"):
-            return _run(lambda: _beat_command(app, args))
-        if args.command == "worker":
-            return _worker_command(app, args, argv)
-        return _run(lambda: _serve(app, None, with_beat=True))
+        _apply_connect_budget(app, args)
+        return _dispatch(app, args, argv)
     except AioQueueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _dispatch(app: App, args: argparse.Namespace, argv: list[str]) -> int:
+    if args.command == "topology":
+        return _run(lambda: _topology_command(app, args))
+    if args.command == "purge":
+        return _purge_command(app, args)
+    if args.command == "dlq":
+        return _dlq_command(app, args)
+    if args.command == "events":
+        return _events_command(app, args)
+    if args.command == "inspect":
+        return _inspect_command(app, args)
+    if args.command == "beat" and args.action in ("add", "remove", "list"):
+        return _run(lambda: _beat_command(app, args))
+    if args.command == "worker":
+        return _worker_command(app, args, argv)
+    return _run(lambda: _serve(app, None, with_beat=True))
+
+
+def _apply_connect_budget(app: App, args: argparse.Namespace) -> None:
+    """``--connect-timeout`` / ``--connect-retries``, over what the app was made with."""
+    timeout = getattr(args, "connect_timeout", None)
+    retries = getattr(args, "connect_retries", None)
+    if (timeout, retries) != (None, None):
+        app.set_connect_budget(timeout=timeout, retries=retries)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -147,6 +166,10 @@ def _worker_command(app: App, args: argparse.Namespace, argv: list[str]) -> int:
         shutdown_timeout=args.shutdown_timeout,
         hostname=hostname,
         block_warning=args.block_warning,
+        finished_records=args.finished_records,
+        health_file=args.health_file,
+        health_interval=args.health_interval,
+        events=args.events,
     )
     # In a pool, beat runs in the first child only (and in its replacements).
     with_beat = args.beat and (link is None or link.index == 1)
@@ -231,6 +254,34 @@ def _parser() -> argparse.ArgumentParser:
         help="warn about an async task that blocks the event loop this long (default "
         "0.1; 0: do not watch)",
     )
+    worker.add_argument(
+        "-E",
+        "--task-events",
+        dest="events",
+        action="store_true",
+        help="send Celery-format task events to the celeryev exchange (for Flower)",
+    )
+    worker.add_argument(
+        "--health-file",
+        metavar="PATH",
+        help="touch PATH every --health-interval seconds while every queue is consumed, "
+        "so that a probe (find PATH -mmin -1) sees a worker that consumes nothing",
+    )
+    worker.add_argument(
+        "--health-interval",
+        type=_positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between two touches of --health-file (default 5)",
+    )
+    worker.add_argument(
+        "--finished-records",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="task ids whose outcome the worker remembers, so that a redelivery of a task "
+        "it finished (its ack lost with the connection) is not run again (default 10000)",
+    )
     # How a pool's supervisor starts a child: its index and its end of the socket.
     worker.add_argument("--pool-child", type=_pool_child, help=argparse.SUPPRESS)
     # Its own -A is optional: ``aioqueue beat add -A ...`` gives it to the action.
@@ -276,7 +327,49 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("-Q", "--queues", help="comma-separated queues to purge (required)")
     purge.add_argument("-f", "--force", action="store_true", help="do not ask first")
     _dlq_parser(commands)
+    _inspect_parser(commands, common)
+    events = commands.add_parser(
+        "events", help="print the celeryev event stream, one line per event", parents=[common]
+    )
+    events.add_argument("--json", action="store_true", help="one JSON object per line")
+    events.add_argument("--limit", type=int, metavar="N", help="stop after N events")
+    events.add_argument(
+        "--timeout", type=_positive_float, metavar="SECONDS", help="stop after SECONDS"
+    )
     return parser
+
+
+def _inspect_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``aioqueue inspect METHOD``: Celery's remote inspection, of either kind of worker."""
+    inspect = commands.add_parser(
+        "inspect", help="ask the running workers (ping, active, registered, ...)", parents=[common]
+    )
+    inspect.add_argument("method", choices=INSPECT_METHODS)
+    inspect.add_argument("ids", nargs="*", help="task ids (query_task)")
+    inspect.add_argument("-d", "--destination", help="comma-separated worker hostnames")
+    inspect.add_argument(
+        "-t", "--timeout", type=_positive_float, default=1.0, help="seconds to wait (1)"
+    )
+    inspect.add_argument("-j", "--json", action="store_true", help="the replies as JSON")
+
+
+def _inspect_command(app: App, args: argparse.Namespace) -> int:
+    """``aioqueue inspect``; 1 when no worker replied."""
+    _refuse_memory(app, "inspect")
+    arguments = {"ids": args.ids} if args.method == "query_task" else {}
+
+    async def ask() -> dict[str, Any]:
+        async with app:
+            return await app.control.broadcast(
+                args.method,
+                arguments,
+                destination=_names(args.destination) or None,
+                timeout=args.timeout,
+            )
+
+    replies = _run(ask)
+    print(json.dumps(replies) if args.json else render_replies(replies))
+    return 0 if replies else 1
 
 
 def _dlq_parser(commands: Any) -> None:
@@ -315,6 +408,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
 def _pool_child(text: str) -> tuple[int, int]:
     index, _, fd = text.partition(":")
     try:
@@ -347,6 +450,20 @@ def _common(app_required: bool) -> argparse.ArgumentParser:
         default="text",
         help="json: one JSON object per line (time, level, logger, message; a task's "
         "lines add task, id, event, duration)",
+    )
+    common.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long connecting to the broker may take in all, retries included, "
+        "before the command fails (default: the app's connect_timeout, 30)",
+    )
+    common.add_argument(
+        "--connect-retries",
+        type=int,
+        metavar="N",
+        help="rounds over the broker's nodes after the first failed (default: the app's "
+        "connect_retries, 3)",
     )
     return common
 
@@ -474,6 +591,23 @@ async def _ready_counts(app: App, names: list[str]) -> dict[str, int]:
 async def _purge_queues(app: App, names: list[str]) -> dict[str, int]:
     async with app:
         return {name: await app.transport.purge_queue(name) for name in names}
+
+
+def _events_command(app: App, args: argparse.Namespace) -> int:
+    """``aioqueue events``: each event as a line (or JSON) until --limit or --timeout."""
+    _refuse_memory(app, "events")
+
+    def show(event: dict[str, Any]) -> None:
+        print(json.dumps(event) if args.json else eventstream.describe(event), flush=True)
+
+    async def read(transport: Any) -> int:
+        return await eventstream.watch(transport, show, limit=args.limit, timeout=args.timeout)
+
+    try:
+        _run(lambda: _opened(app, read))
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def _dlq_command(app: App, args: argparse.Namespace) -> int:
@@ -663,7 +797,7 @@ def banner_rows(
         _identity(app),
         ("aio-pika", f"{_version('aio-pika')} (aiormq {_version('aiormq')})"),
         ("python", f"{platform.python_version()} ({_loop_name()})"),
-        ("broker", f"{mask_url(app.broker_url)} ({app.transport.server_version})"),
+        ("broker", _broker_row(app)),
         ("results", app.result_backend_url or "disabled"),
         *(worker.describe() if worker is not None else []),
         *(app.beat.describe() if with_beat else []),
@@ -672,6 +806,15 @@ def banner_rows(
     tasks = app.registry.user_tasks() or ["(none)"]
     rows += [("tasks" if i == 0 else "", name) for i, name in enumerate(tasks)]
     return rows
+
+
+def _broker_row(app: App) -> str:
+    """The broker, masked, and its version; of several nodes, the one connected to."""
+    row = f"{mask_url(app.broker_url)} ({app.transport.server_version}"
+    node, url = app.broker_node, app.config.broker_url
+    if node is not None and url is not None and len(broker_nodes(url)) > 1:
+        row += f", connected to {urlsplit(node).netloc.rpartition('@')[2]}"
+    return row + ")"
 
 
 def pool_banner_rows(

@@ -47,15 +47,22 @@ from .topology import (
 from .transport.base import Delivery, Envelope
 
 __all__ = (
+    "INSPECT_METHODS",
     "STORED_HEADER",
     "Control",
+    "control_command",
     "decode_revocation",
     "encode_revocation",
+    "merge_replies",
+    "render_replies",
     "revocation_key",
     "revoke_command",
 )
 
 log = logging.getLogger("aioqueue.control")
+
+#: The ``inspect`` commands workers answer (aioqueue's and Celery's alike).
+INSPECT_METHODS = ("ping", "active", "registered", "stats", "query_task", "revoked")
 
 #: Header of a control command whose revocation is in the state store already.
 STORED_HEADER = "x-aioqueue-stored"
@@ -91,6 +98,63 @@ def revoke_command(
         body["ticket"] = ticket
         body["reply_to"] = {"exchange": PIDBOX_REPLY_EXCHANGE, "routing_key": reply_to}
     return body
+
+
+def control_command(
+    method: str,
+    arguments: dict[str, Any],
+    *,
+    destination: list[str] | None = None,
+    ticket: str | None = None,
+    reply_to: str | None = None,
+) -> dict[str, Any]:
+    """The body of Celery's control command ``method``, keys in Celery's order (pure).
+
+    :param destination: the hostnames it is for (``None``: every worker).
+    :param reply_to: the routing key replies go to, on ``reply.celery.pidbox``.
+    """
+    body: dict[str, Any] = {
+        "method": method,
+        "arguments": dict(arguments),
+        "destination": destination or None,
+        "pattern": None,
+        "matcher": None,
+    }
+    if ticket is not None and reply_to is not None:
+        body["ticket"] = ticket
+        body["reply_to"] = {"exchange": PIDBOX_REPLY_EXCHANGE, "routing_key": reply_to}
+    return body
+
+
+def merge_replies(replies: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The replies ``[{hostname: answer}, ...]`` as one ``{hostname: answer}`` (pure)."""
+    merged: dict[str, Any] = {}
+    for reply in replies:
+        merged.update(reply)
+    return merged
+
+
+def render_replies(replies: dict[str, Any]) -> str:
+    """Replies as Celery's CLI prints them: ``-> host: OK pong`` per worker (pure)."""
+    if not replies:
+        return "Error: No nodes replied within time constraint"
+    lines = []
+    for hostname, answer in sorted(replies.items()):
+        if isinstance(answer, dict) and set(answer) == {"ok"}:
+            lines.append(f"->  {hostname}: OK {answer['ok']}")
+        elif isinstance(answer, list):
+            lines.append(f"->  {hostname}: OK")
+            lines += [
+                f"    * {item if isinstance(item, str) else json.dumps(item)}" for item in answer
+            ]
+            if not answer:
+                lines.append("    - empty -")
+        else:
+            lines.append(f"->  {hostname}: OK")
+            lines.append(
+                "    " + json.dumps(answer, indent=4, sort_keys=True).replace("\n", "\n    ")
+            )
+    return "\n".join(lines) + f"\n\n{len(replies)} node{'' if len(replies) == 1 else 's'} online."
 
 
 def revocation_key(task_ids: Iterable[str]) -> str:
@@ -194,12 +258,99 @@ class Control:
         if not reply:
             await self._send(revoke_command(ids, terminate=terminate), timeout)
             return []
-        return await self._call(ids, terminate, timeout, limit)
+        return await self._call(
+            lambda ticket, key: revoke_command(
+                ids, terminate=terminate, ticket=ticket, reply_to=key
+            ),
+            timeout,
+            limit,
+        )
+
+    async def broadcast(
+        self,
+        method: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        destination: Iterable[str] | None = None,
+        timeout: float = 1.0,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """Send Celery's control command ``method`` and merge the replies.
+
+        :param destination: the hostnames to address (``None``: every worker).
+        :param timeout: seconds to wait for replies.
+        :param limit: stop waiting after that many replies (default: one per
+            destination when given).
+        :return: ``{hostname: answer}`` of every worker that answered in time.
+        :raises ConfigurationError: an empty method name.
+        :raises BrokerError: the command could not be sent.
+        """
+        if not method:
+            raise ConfigurationError("a control command needs a method name")
+        hosts = None if destination is None else list(destination)
+        if limit is None and hosts:
+            limit = len(hosts)
+        await self.broker.connect()
+        replies = await self._call(
+            lambda ticket, key: control_command(
+                method, arguments or {}, destination=hosts, ticket=ticket, reply_to=key
+            ),
+            timeout,
+            limit,
+        )
+        return merge_replies(replies)
+
+    async def ping(
+        self, *, timeout: float = 1.0, destination: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """``{hostname: {"ok": "pong"}}`` of every worker that answered in time."""
+        return await self.broadcast("ping", destination=destination, timeout=timeout)
+
+    async def registered(
+        self, *, timeout: float = 1.0, destination: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """``{hostname: [task names]}`` of every worker that answered in time."""
+        return await self.broadcast("registered", destination=destination, timeout=timeout)
+
+    async def stats(
+        self, *, timeout: float = 1.0, destination: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """``{hostname: stats}`` (pid, pool, total, uptime) of the workers that answered."""
+        return await self.broadcast("stats", destination=destination, timeout=timeout)
+
+    async def active(
+        self, *, timeout: float = 1.0, destination: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """``{hostname: [request]}``: the tasks running on the workers that answered."""
+        return await self.broadcast("active", destination=destination, timeout=timeout)
+
+    async def query_task(
+        self,
+        task_id: str | Iterable[str],
+        *,
+        timeout: float = 1.0,
+        destination: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """``{hostname: {task id: ["active", request]}}`` for the ids running there."""
+        ids = _task_ids(task_id)
+        return await self.broadcast(
+            "query_task", {"ids": ids}, destination=destination, timeout=timeout
+        )
+
+    async def revoked(
+        self, *, timeout: float = 1.0, destination: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """``{hostname: [revoked task ids]}`` of the workers that answered in time."""
+        return await self.broadcast("revoked", destination=destination, timeout=timeout)
 
     async def _call(
-        self, ids: list[str], terminate: bool, timeout: float, limit: int | None
+        self,
+        build: Callable[[str, str], dict[str, Any]],
+        timeout: float,
+        limit: int | None,
     ) -> list[dict[str, Any]]:
-        """Send the command with a reply queue of this call's own, collect the replies."""
+        """Send the command ``build(ticket, reply key)`` makes with a reply queue of this
+        call's own, collect the replies."""
         transport, codec = self.broker.transport, self.broker.codec
         ticket, client_id = new_id(), new_id()
         queue, binding = pidbox_reply_queue(client_id)
@@ -225,7 +376,7 @@ class Control:
 
         consumer = await transport.consume(queue.name, collect, prefetch=16, no_ack=True)
         try:
-            body = revoke_command(ids, terminate=terminate, ticket=ticket, reply_to=client_id)
+            body = build(ticket, client_id)
             await self._send(body, timeout)
             try:
                 async with asyncio.timeout(timeout):

@@ -110,6 +110,10 @@ def _queue_name() -> str:
     return f"bench.aioqueue.{uuid.uuid4().hex[:12]}"
 
 
+# Whether the in-process worker (W1, W2) sends Celery-format events, as -E: --events.
+EVENTS = False
+
+
 async def _warm_up(bench: Bench) -> None:
     # The client declares the task queue and its reply queue on its first send; the
     # ceiling does the equivalent before its clock starts, so aioqueue does it here.
@@ -124,7 +128,7 @@ async def _in_process(url: str, concurrency: int) -> AsyncIterator[tuple[Worker,
     client = make("bench-client", url, queue)
     async with server.app, client.app:
         try:
-            async with server.app.worker(concurrency=concurrency) as worker:
+            async with server.app.worker(concurrency=concurrency, events=EVENTS) as worker:
                 await _warm_up(client)
                 yield worker, client
         finally:
@@ -434,7 +438,14 @@ def main(argv: list[str] | None = None) -> int:
         help="what the workers log (default: warning); with info, a worker in this "
         "process writes its lines, formatted as the CLI's, to the null device",
     )
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="the in-process worker (W1, W2) sends Celery-format events, as worker -E",
+    )
     args = parser.parse_args(argv)
+    global EVENTS
+    EVENTS = args.events
     logging.basicConfig(level=logging.WARNING)
     if args.worker_log_level != "warning":
         handler = logging.StreamHandler(open(os.devnull, "w"))

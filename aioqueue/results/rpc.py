@@ -8,10 +8,19 @@ for ``reply_queue_expires`` seconds, and :meth:`RpcBackend.aclose` deletes it at
 A backend opened again after :meth:`RpcBackend.aclose` (a second ``async with app``,
 another event loop) starts a new reply queue.
 
+With ``persistent`` (``App(result_persistent=True)``) states also survive a broker
+restart: the reply queue is a quorum queue, which keeps every message on disk whatever
+its delivery mode, so this holds for states from any worker, Celery's included (whose
+results are transient by default); and states are acknowledged only once taken in, so
+one in flight when the connection drops is delivered again. (A classic queue with
+persistent messages would need every worker to publish states with delivery mode 2.)
+
 Waiters are futures keyed by task id; :meth:`RpcBackend.aclose` fails the pending ones,
 so no caller hangs on a closed client. States nobody has asked for yet are kept for
 ``unclaimed_ttl`` seconds and at most ``max_unclaimed`` of them, so a client that sends
-without ever reading results does not grow without bound.
+without ever reading results does not grow without bound. A state arriving for a task
+whose final state a caller has read already (a worker published it again, its confirm
+lost with its connection) is ignored: the caller is told once.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from ..message import ResultMessage
 from ..result import rebuild_exception
 from ..serialization import Codec
 from ..topology import reply_queue
-from ..transport.base import Consumer, Delivery, Transport
+from ..transport.base import Consumer, Delivery, QueueSpec, Transport
 
 __all__ = ("RpcBackend",)
 
@@ -47,6 +56,7 @@ class RpcBackend:
         the oldest are dropped (with a warning).
     :param unclaimed_ttl: seconds such a state is kept; older ones are dropped.
     :param reply_queue_expires: seconds RabbitMQ keeps the queue after this client left.
+    :param persistent: states survive a broker restart (see the module's docstring).
     """
 
     def __init__(
@@ -58,6 +68,7 @@ class RpcBackend:
         max_unclaimed: int = 100_000,
         unclaimed_ttl: float = 3_600.0,
         reply_queue_expires: float = 600.0,
+        persistent: bool = False,
     ) -> None:
         self._transport = transport
         self._codec = codec
@@ -65,10 +76,14 @@ class RpcBackend:
         self._max_unclaimed = max_unclaimed
         self._unclaimed_ttl = unclaimed_ttl
         self._expires = reply_queue_expires
-        self._spec = reply_queue(str(uuid.uuid4()), reply_queue_expires)
+        self._persistent = persistent
+        self._spec = self._new_queue()
         # task id -> (monotonic time it arrived, state), oldest first.
         self._states: OrderedDict[str, tuple[float, ResultMessage]] = OrderedDict()
         self._next_prune = 0.0
+        # Task ids whose final state a caller has read (oldest first, bounded like the
+        # unclaimed states): a state arriving for one again is a duplicate.
+        self._resolved: OrderedDict[str, None] = OrderedDict()
         # One future per waiting caller, so that one timing out or being cancelled
         # leaves the others alone.
         self._waiters: dict[str, list[asyncio.Future[ResultMessage]]] = {}
@@ -93,12 +108,18 @@ class RpcBackend:
                 return
             if self._closed:
                 # Opened again: a new queue, so nothing meant for the last one is mixed in.
-                self._spec = reply_queue(str(uuid.uuid4()), self._expires)
+                self._spec = self._new_queue()
                 self._closed = False
             await self._transport.declare_queue(self._spec)
             self._consumer = await self._transport.consume(
-                self.reply_to, self._on_delivery, prefetch=1000, no_ack=True
+                self.reply_to, self._on_delivery, prefetch=1000, no_ack=not self._persistent
             )
+
+    def _new_queue(self) -> QueueSpec:
+        spec = reply_queue(str(uuid.uuid4()), self._expires)
+        if not self._persistent:
+            return spec
+        return QueueSpec(spec.name, arguments={**spec.arguments, "x-queue-type": "quorum"})
 
     async def aclose(self) -> None:
         """Stop consuming, delete the reply queue and fail every pending waiter."""
@@ -149,7 +170,13 @@ class RpcBackend:
             self._waiters.pop(task_id, None)
 
     def forget(self, task_id: str) -> None:
-        self._states.pop(task_id, None)
+        kept = self._states.pop(task_id, None)
+        if kept is not None and kept[1].status.ready:
+            # A worker may publish a final state twice (its confirm lost with its
+            # connection): the caller has had one, a second is not kept for nobody.
+            self._resolved[task_id] = None
+            while len(self._resolved) > self._max_unclaimed:
+                self._resolved.popitem(last=False)
 
     def rebuild(self, message: ResultMessage) -> BaseException:
         return rebuild_exception(message, self._exception_modules())
@@ -170,6 +197,9 @@ class RpcBackend:
             message = ResultMessage.model_validate(body)
         except ValidationError as exc:
             raise MessageError(f"not a result message: {exc.errors()[0]['msg']}") from None
+        if message.task_id in self._resolved:
+            log.debug("ignoring another state of task %s, resolved already", message.task_id)
+            return
         # Every state is kept until the caller reads it (AsyncResult.get forgets it):
         # the final one may arrive before anybody waits, or after a waiter timed out.
         now = time.monotonic()

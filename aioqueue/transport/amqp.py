@@ -7,10 +7,17 @@ queues that must stay lost), and a consumer whose restart fails is dropped with 
 line. aioqueue needs the opposite, so this module keeps its own reconnection loop over
 plain aiormq connections:
 
-- Reconnection: a supervisor task waits for the connection to close and opens a new one
-  every ``reconnect_interval`` seconds until it succeeds; :attr:`AmqpTransport.generation`
-  then grows. Nothing declared is declared again by the transport, except the queue of
-  each consumer (consuming needs it) before that consumer starts again.
+- Connecting: the broker may have several nodes; the first connection tries them in
+  order, round after round (``connect_retries`` more rounds, paused by a jittered
+  exponential backoff), all within ``connect_timeout``, then fails with the cause of
+  each node's last failure. A node that refused the credentials or the vhost is not
+  tried again in that connect.
+- Reconnection: a supervisor task waits for the connection to close, pauses (the same
+  backoff, from ``reconnect_interval`` up to ``reconnect_max``) and tries every node,
+  starting with the one after the node it lost, until one answers;
+  :attr:`AmqpTransport.generation` then grows. Nothing declared is declared again by
+  the transport, except the queue of each consumer (consuming needs it) before that
+  consumer starts again.
 - Channels: one with publisher confirms for publishes, shared; one for declarations,
   used by one declaration at a time so that a refused declaration fails alone; one per
   consumer (per-consumer QoS: ``basic.qos`` with global=false, global QoS is being
@@ -35,13 +42,17 @@ can be connected again from another.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
+import random
+import socket
+import ssl
 import struct
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, TypeVar
@@ -53,14 +64,23 @@ import aiormq.exceptions
 from pamqp import commands as spec
 from pamqp import encode as pamqp_encode
 
-from ..config import mask_url
+from ..config import (
+    TlsOption,
+    broker_nodes,
+    check_connect_budget,
+    describe_node,
+    mask_url,
+    tls_settings,
+)
 from ..exceptions import (
     BrokerConnectionError,
     BrokerError,
+    ConfigurationError,
     PreconditionFailedError,
     PublishError,
     UnroutableError,
 )
+from .backoff import ReconnectBackoff
 from .base import BindingSpec, Envelope, ExchangeSpec, Handler, Publish, QueueSpec, QueueState
 
 __all__ = (
@@ -172,6 +192,113 @@ def _map_errors(action: str, *args: object) -> Iterator[None]:
         if error is exc:
             raise
         raise error from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _ConnectFailure:
+    """Why one attempt to connect to one node failed: a sentence, and whether trying
+    that node again would only fail the same way (credentials, vhost, TLS)."""
+
+    cause: str
+    final: bool
+    error: BaseException
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: BaseException | None = exc
+    met: set[int] = set()
+    # aiormq's errors can be each other's cause and context: stop at a loop.
+    while seen is not None and id(seen) not in met:
+        met.add(id(seen))
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def _connect_failure(exc: BaseException, node: str, timeout: float) -> _ConnectFailure:
+    """What ``exc``, raised connecting to ``node``, means (pure).
+
+    aiormq wraps the socket's error in its own (``AMQPConnectionError(*args) from
+    exc``), so the original is looked for along the chain of causes.
+    """
+    parts = urlsplit(node)
+    host, port = parts.hostname or "localhost", parts.port or 5672
+    for error in _causes(exc):
+        if isinstance(error, ssl.SSLCertVerificationError):
+            reason = f"certificate verify failed: {error.verify_message}"
+            return _ConnectFailure(f"the TLS handshake failed: {reason}", True, exc)
+        if isinstance(error, ssl.SSLError):
+            reason = error.reason or error.strerror or str(error)
+            if "CERTIFICATE_REQUIRED" in reason:
+                reason = f"the broker requires a client certificate and none was given ({reason})"
+            return _ConnectFailure(f"the TLS handshake failed: {reason}", True, exc)
+        if isinstance(error, ConnectionResetError) and parts.scheme == "amqps":
+            # TLS 1.3: a broker that wants a client certificate it did not get resets
+            # the connection just after the handshake.
+            return _ConnectFailure(
+                "the TLS handshake failed: the broker reset the connection, which it "
+                "does when it requires a client certificate and none was given",
+                True,
+                exc,
+            )
+        if isinstance(error, socket.gaierror):
+            return _ConnectFailure(
+                f"the host name {host!r} does not resolve (DNS: {error.strerror})", False, exc
+            )
+        refused = isinstance(error, ConnectionRefusedError) or (
+            isinstance(error, OSError) and error.errno == errno.ECONNREFUSED
+        )
+        if refused:
+            return _ConnectFailure(
+                f"Connection refused: nothing listens on {host} port {port}", False, exc
+            )
+        if isinstance(
+            error,
+            aiormq.exceptions.ProbableAuthenticationError | aiormq.exceptions.AuthenticationError,
+        ):
+            return _ConnectFailure(
+                f"the broker refused the login of user {unquote(parts.username or 'guest')!r}: "
+                f"wrong user name or password ({error})",
+                True,
+                exc,
+            )
+        if isinstance(error, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in str(
+            error
+        ):
+            # RabbitMQ answers Connection.Open for a vhost that is missing or not
+            # permitted with Connection.Close (530 NOT_ALLOWED); aiormq keeps only the
+            # frame's repr, so the broker's reason is lost: say what it means.
+            vhost = unquote(parts.path[1:]) or "/"
+            return _ConnectFailure(
+                f"the broker refused virtual host {vhost!r}: it does not exist, "
+                "or this user is not permitted to use it",
+                True,
+                exc,
+            )
+        if isinstance(error, TimeoutError):
+            return _ConnectFailure(f"no answer within {timeout:.3g} s", False, exc)
+    if "Connect call failed" in str(exc):
+        # Several addresses for one name (IPv6 and IPv4): asyncio joins their errors.
+        return _ConnectFailure(
+            f"Connection refused: nothing listens on {host} port {port}", False, exc
+        )
+    return _ConnectFailure(str(exc) or repr(exc), False, exc)
+
+
+def _gave_up(
+    failures: dict[str, _ConnectFailure], nodes: Sequence[str], rounds: int, elapsed: float
+) -> str:
+    """The message of the error a first connect fails with: every node's last cause."""
+    tries = f"{rounds} {'attempt' if len(nodes) == 1 else 'round'}{'s' if rounds != 1 else ''}"
+    spent = f"gave up after {tries} in {elapsed:.1f} s"
+    if len(nodes) == 1:
+        node = nodes[0]
+        cause = failures[node].cause if node in failures else "no time left to try"
+        return f"connect to {mask_url(node)}: {cause} ({describe_node(node)}); {spent}"
+    causes = "; ".join(
+        f"{describe_node(node)}: {failures[node].cause if node in failures else 'not tried'}"
+        for node in nodes
+    )
+    return f"connect to none of the {len(nodes)} broker nodes ({spent}): {causes}"
 
 
 async def _close_reason(channel: Channel) -> BaseException | None:
@@ -552,6 +679,8 @@ class _Consumer:
         self._lost: asyncio.Future[BrokerError] = loop.create_future()
         self._broker_cancel: asyncio.Future[None] = loop.create_future()
         self._watcher: asyncio.Task[None] | None = None
+        # Handlers running (see _on_message); close() cancels them.
+        self._handling: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self._subscribe(declare=False)
@@ -578,12 +707,22 @@ class _Consumer:
         self._stopped = "closed"
         self._transport._consumers.discard(self)
         await _close_quietly(self._channel)
+        for handling in list(self._handling):
+            handling.cancel()
 
     async def wait_lost(self) -> BrokerError:
         return await asyncio.shield(self._lost)
 
     async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
-        await self._handler(_Delivery(message, self.queue, self._no_ack))
+        # In a task of its own rather than aiormq's, which is cancelled when the channel
+        # dies: a task running when the connection goes finishes its work (its ack then
+        # fails, the broker redelivers, and the worker knows that it ran).
+        handling = asyncio.ensure_future(
+            self._handler(_Delivery(message, self.queue, self._no_ack))
+        )
+        self._handling.add(handling)
+        handling.add_done_callback(self._handling.discard)
+        await asyncio.shield(handling)
 
     def _on_cancel(self, frame: spec.Basic.Cancel) -> None:
         if frame.consumer_tag == self._tag and not self._broker_cancel.done():
@@ -823,28 +962,57 @@ class _Session:
 class AmqpTransport:
     """RabbitMQ transport.
 
-    :param url: ``amqp://user:password@host:port/vhost`` or ``amqps://...``.
-    :param reconnect_interval: seconds between reconnection attempts.
+    :param url: ``amqp://user:password@host:port/vhost`` or ``amqps://...``; several
+        nodes as ``amqp://user:password@h1:5672,h2:5673/vhost``, as URLs separated by
+        ``;``, or as a list (see :func:`aioqueue.config.broker_nodes`), tried in order.
+    :param reconnect_interval: seconds of the first pause before reconnecting; each
+        round that fails doubles it, up to ``reconnect_max`` (both jittered).
+    :param reconnect_max: the longest pause between reconnection rounds.
     :param publish_timeout: the longest a publish (confirm included) or a declaration may
         take, waiting for a lost connection to come back included.
     :param connection_name: shown in RabbitMQ's management UI.
-    :param connect_timeout: the longest one connection attempt may take.
+    :param connect_timeout: the longest the first connection may take, every attempt
+        included (:meth:`connect` then fails); also the longest one reconnection attempt
+        to a node may take.
+    :param connect_retries: how many more rounds over the nodes the first connection
+        makes after the first round failed, within ``connect_timeout``.
+    :param ssl: TLS for ``amqps://`` nodes: an ``ssl.SSLContext``, a
+        :class:`~aioqueue.config.TLS` or a mapping of its fields (default: the system's
+        CAs, the URL's ``cafile``/``certfile``/``keyfile`` query, as aiormq reads it).
+    :raises ConfigurationError: a URL or a value is invalid, ``ssl`` for a node that is
+        not ``amqps://``, or TLS files that cannot be loaded.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         reconnect_interval: float = 1.0,
+        reconnect_max: float = 30.0,
         publish_timeout: float = 30.0,
         connection_name: str = "aioqueue",
         connect_timeout: float = 30.0,
+        connect_retries: int = 3,
+        ssl: TlsOption | None = None,
     ) -> None:
-        self.url = url
-        self.reconnect_interval = reconnect_interval
+        self.nodes = broker_nodes(url)
+        self.url = url if isinstance(url, str) else ";".join(self.nodes)
+        self.backoff = ReconnectBackoff(
+            first=reconnect_interval, longest=max(reconnect_max, reconnect_interval)
+        )
+        check_connect_budget(connect_timeout, connect_retries)
         self.publish_timeout = publish_timeout
         self.connection_name = connection_name
         self.connect_timeout = connect_timeout
+        self.connect_retries = connect_retries
+        if ssl is not None and any(urlsplit(node).scheme != "amqps" for node in self.nodes):
+            raise ConfigurationError(
+                f"ssl is given but broker {mask_url(self.url)!r} is not amqps://: "
+                "use amqps:// (RabbitMQ's TLS port, 5671 by default) for TLS"
+            )
+        self._tls = tls_settings(ssl)
+        # The node of the current (or last) connection: reconnection starts after it.
+        self._node_index = 0
         self._session: _Session | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._connection: Connection | None = None
@@ -882,6 +1050,12 @@ class AmqpTransport:
     def generation(self) -> int:
         return self._generation
 
+    @property
+    def node(self) -> str | None:
+        """The URL (password included) of the node the transport is connected to now;
+        ``None`` while it is not connected."""
+        return self.nodes[self._node_index] if self._is_connected() else None
+
     # -- connection --------------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -889,7 +1063,7 @@ class AmqpTransport:
         async with session.connect_lock:
             if self._state == "open":
                 return
-            connection = await self._open_connection()
+            connection = await self._first_connection()
             self._state = "open"
             self._install(connection)
             self._supervisor = session.loop.create_task(self._supervise())
@@ -939,33 +1113,73 @@ class AmqpTransport:
                 self._state = "new"
         return session
 
-    async def _open_connection(self) -> Connection:
-        action = f"connect to {mask_url(self.url)}"
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                with _map_errors(action):
-                    return await self._connect(action)
-        except TimeoutError:
-            raise BrokerConnectionError(
-                f"{action}: no answer within {self.connect_timeout:g} s"
-            ) from None
+    async def _first_connection(self) -> Connection:
+        """A connection to the first node that answers, within the connect budget.
 
-    async def _connect(self, action: str) -> Connection:
-        try:
-            return await aiormq.connect(
-                self.url, client_properties={"connection_name": self.connection_name}
-            )
-        except aiormq.exceptions.InvalidFrameError as exc:
-            if "Connection.Close" not in str(exc):
-                raise
-            # RabbitMQ answers Connection.Open for a vhost that is missing or not
-            # permitted with Connection.Close (530 NOT_ALLOWED); aiormq keeps only the
-            # frame's repr, so the broker's reason is lost: say what it means.
-            vhost = unquote(urlsplit(self.url).path[1:]) or "/"
-            raise BrokerConnectionError(
-                f"{action}: the broker refused virtual host {vhost!r}: it does not exist, "
-                "or this user is not permitted to use it"
-            ) from exc
+        :raises BrokerConnectionError: no node answered in ``connect_retries + 1``
+            rounds or ``connect_timeout`` seconds; it names each node's last cause.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.connect_timeout
+        failures: dict[str, _ConnectFailure] = {}
+        rounds = 0
+        while True:
+            rounds += 1
+            connection = await self._round(0, failures, deadline=deadline)
+            if connection is not None:
+                return connection
+            hopeless = all(node in failures and failures[node].final for node in self.nodes)
+            if hopeless or rounds > self.connect_retries or loop.time() >= deadline:
+                break
+            pause = self.backoff.delay(rounds - 1, random.random())
+            log.debug("connect: round %d failed; next in %.2f s", rounds, pause)
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+        message = _gave_up(failures, self.nodes, rounds, loop.time() - started)
+        last = next(reversed(failures.values()), None)
+        raise BrokerConnectionError(message) from (last.error if last else None)
+
+    async def _round(
+        self, start: int, failures: dict[str, _ConnectFailure], *, deadline: float | None
+    ) -> Connection | None:
+        """Try each node once, from ``nodes[start]`` on, round the list; the first
+        connection made, else ``None`` with each node's cause in ``failures``.
+
+        Within a ``deadline`` (the first connection), a node whose last failure was
+        final is skipped; each attempt gets an equal share of ``connect_timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        count = len(self.nodes)
+        share = self.connect_timeout / count
+        for offset in range(count):
+            index = (start + offset) % count
+            node = self.nodes[index]
+            if deadline is not None and node in failures and failures[node].final:
+                continue
+            timeout = share if deadline is None else min(share, deadline - loop.time())
+            if timeout <= 0:
+                break
+            try:
+                async with asyncio.timeout(timeout):
+                    connection = await self._connect(node)
+            except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
+                failures[node] = _connect_failure(exc, node, timeout)
+                log.debug("connect to %s: %s", mask_url(node), failures[node].cause)
+                continue
+            self._node_index = index
+            return connection
+        return None
+
+    async def _connect(self, node: str) -> Connection:
+        tls: dict[str, Any] = {}
+        if self._tls is not None:
+            context, server_hostname = self._tls
+            tls = {"context": context}
+            if server_hostname is not None:
+                tls["server_hostname"] = server_hostname
+        return await aiormq.connect(
+            node, client_properties={"connection_name": self.connection_name}, **tls
+        )
 
     def _install(self, connection: Connection) -> None:
         self._connection = connection
@@ -984,7 +1198,7 @@ class AmqpTransport:
         return self._connection is not None and not self._connection.is_closed
 
     async def _supervise(self) -> None:
-        masked = mask_url(self.url)
+        failed_rounds = 0
         while True:
             connection = self._connection
             if connection is not None:
@@ -996,19 +1210,26 @@ class AmqpTransport:
                 self._forget(connection)
                 reason = None if closing.cancelled() else closing.exception()
                 log.warning(
-                    "connection to %s lost (%r); reconnecting every %g s",
-                    masked,
+                    "connection to %s lost (%r); reconnecting",
+                    mask_url(self.nodes[self._node_index]),
                     reason,
-                    self.reconnect_interval,
                 )
-            await asyncio.sleep(self.reconnect_interval)
-            try:
-                connection = await self._open_connection()
-            except BrokerConnectionError as exc:
-                log.warning("%s", exc)
+                failed_rounds = 0
+            await asyncio.sleep(self.backoff.delay(failed_rounds, random.random()))
+            failures: dict[str, _ConnectFailure] = {}
+            # From the node after the one lost: that one is the likeliest to be down.
+            start = (self._node_index + 1) % len(self.nodes)
+            connection = await self._round(start, failures, deadline=None)
+            if connection is None:
+                failed_rounds += 1
+                log.warning(
+                    "cannot reconnect yet (next round in about %.1f s): %s",
+                    self.backoff.ceiling(failed_rounds),
+                    "; ".join(f"{mask_url(n)}: {f.cause}" for n, f in failures.items()),
+                )
                 continue
             self._install(connection)
-            log.info("reconnected to %s", masked)
+            log.info("reconnected to %s", mask_url(self.nodes[self._node_index]))
 
     async def _wait_connection(self) -> Connection:
         session = self._loop_state()

@@ -26,20 +26,32 @@ closes the consumers' channels, so whatever is still unacked returns to its queu
 A consumer the broker stops (its queue deleted) or that cannot resume after a
 reconnection makes :meth:`Worker.wait_failed` return: a worker that consumes nothing
 must not look alive.
+
+A task that finishes after its channel died cannot be acked, and the broker redelivers
+it, usually to this same worker once it has reconnected. The worker remembers the
+outcome of the tasks it concluded lately (``finished.py``, which lists the duplicates
+that can still happen): such a redelivery is not run again, only what was not confirmed
+is done again (its outcome and follow-ups published, when their confirms were lost),
+then it is acked. A redelivery that arrives while the first copy still runs here waits
+for it. With a ``health_file``, the worker touches that file every ``health_interval``
+seconds while the broker shows every queue it consumes with a consumer, and leaves it
+alone otherwise, so that a probe reading its age sees a worker that consumes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-from .. import request
+from .. import events, request
 from ..broker import Broker
 from ..exceptions import (
     AioQueueError,
@@ -68,8 +80,12 @@ from ..topology import (
 )
 from ..transport.base import Consumer, Delivery, Envelope, Publish
 from . import chord, execute, tasklog
+from . import events as worker_events
 from .blocking import BlockWatch
 from .completion import Followups, followups
+from .events import WorkerEvents
+from .finished import DEFAULT_CAPACITY, FinishedTasks
+from .inspection import WorkerView
 from .limits import ThreadSlots
 from .pidbox import Pidbox, default_hostname
 from .retry import Backoff
@@ -127,6 +143,14 @@ class Worker:
     :param revoke_expires: seconds a revocation this worker records is kept.
     :param block_warning: an async task that blocks the event loop longer than this
         many seconds is named in a WARNING (0: not watched; ``aioqueue.worker.blocking``).
+    :param finished_records: task ids whose outcome the worker remembers, so that a
+        redelivery of a task it finished (its ack lost with the connection) is not run
+        again (``aioqueue.worker.finished``); 0 remembers none.
+    :param health_file: a file touched every ``health_interval`` seconds while every
+        queue is consumed, left to age otherwise (for container probes).
+    :param health_interval: seconds between two touches of ``health_file``.
+    :param events: send Celery-format events (``-E``) on ``celeryev`` for Flower and
+        ``celery events``; sent in the background, never failing or delaying a task.
     """
 
     def __init__(
@@ -144,9 +168,15 @@ class Worker:
         hostname: str | None = None,
         revoke_expires: float = 10_800.0,
         block_warning: float = 0.1,
+        finished_records: int = DEFAULT_CAPACITY,
+        health_file: str | os.PathLike[str] | None = None,
+        health_interval: float = 5.0,
+        events: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if health_interval <= 0:
+            raise ValueError("health_interval must be a positive number of seconds")
         self.broker = broker
         self.registry = registry
         given = list(queues or ())
@@ -169,7 +199,14 @@ class Worker:
         # What is revoked (read for every message) and the running tasks a terminate
         # cancels; the pidbox applies the revoke commands.
         self.revocations = Revocations(broker.transport, expires=revoke_expires)
-        self._pidbox = Pidbox(broker, self.revocations, self.hostname)
+        # What the pidbox answers inspect commands from; the worker keeps it current.
+        self._view = WorkerView(
+            tasks=registry.user_tasks,
+            concurrency=concurrency,
+            processed=lambda: self.processed,
+            hostname=self.hostname,
+        )
+        self._pidbox = Pidbox(broker, self.revocations, self.hostname, self._view)
         self._by_name = {q.name: q for q in self.queues}
         self._threads = ThreadSlots(concurrency)
         self._consumers: list[Consumer] = []
@@ -191,6 +228,23 @@ class Worker:
             else None
         )
         self._consuming: list[str] = []
+        self._finished = FinishedTasks(finished_records)
+        # Task id -> the asyncio task processing its message here: a redelivery of it
+        # waits for that one to end, then reads the record.
+        self._in_progress: dict[str, asyncio.Task[Any]] = {}
+        self.health_file = None if health_file is None else Path(health_file)
+        self.health_interval = health_interval
+        # Celery-format events (-E); None when off, so each hook costs one attribute check.
+        self._events: WorkerEvents | None = (
+            WorkerEvents(
+                broker.transport,
+                self.hostname,
+                active=lambda: len(self._running),
+                processed=lambda: self.processed,
+            )
+            if events
+            else None
+        )
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -246,8 +300,13 @@ class Worker:
             await self.stop()
             raise
         self._consuming = names
+        if self._events is not None:
+            await self._events.start()
         if self._block_watch is not None:
             self._block_watch.start()
+        if self.health_file is not None:
+            # A watcher: stop() cancels it, and the file ages from then on.
+            self._watchers.add(asyncio.create_task(self._keep_health(self.health_file)))
 
     def announce(self) -> None:
         """Log which queues the worker consumes (``async with worker`` does it once
@@ -316,6 +375,8 @@ class Worker:
         # Last: until every task has ended, a terminate may still come for one.
         await self.revocations.aclose()
         await self._pidbox.aclose()
+        if self._events is not None:
+            await self._events.aclose()
         self._threads.close()
         if self._block_watch is not None:
             self._block_watch.stop()
@@ -362,6 +423,8 @@ class Worker:
         if self._info:
             fields = tasklog.fields(message.task, message.id, "received")
             log.info(tasklog.received(message.task, message.id), extra=fields)
+        if self._events is not None:
+            self._events.task(worker_events.received(self._events.source, message))
         try:
             return message, self.registry.lookup(message.task)
         except MessageError as exc:
@@ -373,7 +436,10 @@ class Worker:
             await self._dead_letter(delivery, task, message)
             return
         assert message is not None
+        if await self._finished_already(delivery, message):
+            return
         if (revoked := self.revocations.revoked(message)) is not None:
+            self._revoked_event(message.id, expired=False)
             # Queued or delayed when it (or its workflow, or its group) was revoked: like
             # an expired task, REVOKED to its caller and down its workflow.
             log.info("task %s[%s] revoked (%s), not run", message.task, message.id, revoked)
@@ -384,6 +450,7 @@ class Worker:
             expires = message.expires.isoformat() if message.expires else "?"
             log.info("task %s[%s] expired at %s, not run", message.task, message.id, expires)
             state = execute.revoked_state(message.id, "expired", expires)
+            self._revoked_event(message.id, expired=True)
             await self._conclude(delivery, message, state)
             return
         if due.delay_bucket_ms is not None:
@@ -401,10 +468,7 @@ class Worker:
             return
         if task.rate_limit is not None and await self._rate_limited(delivery, task):
             return
-        if not task.acks_late:
-            # At most once, as the task asks: acked before it runs.
-            await self._ack(delivery)
-            delivery = _Settled(delivery)
+        delivery = await self._ack_early(delivery, task)
         group_id = chord.fired_by(message)
         if group_id is not None:
             await self._run_fired(delivery, task, bound, message, group_id)
@@ -415,6 +479,20 @@ class Worker:
             else:
                 await self._conclude(delivery, message, outcome)
         self.processed += 1
+
+    def _revoked_event(self, task_id: str, *, expired: bool) -> None:
+        if self._events is not None:
+            source = self._events.source
+            self._events.task(events.task_revoked(source, task_id=task_id, expired=expired))
+
+    async def _ack_early(self, delivery: Delivery, task: Task[Any, Any]) -> Delivery:
+        """The delivery to settle once the task ran: ``delivery``, or for a task with
+        ``acks_late=False`` a stand-in, the delivery being acked now, before it runs."""
+        if task.acks_late:
+            return delivery
+        # At most once, as the task asks: acked before it runs.
+        await self._ack(delivery)
+        return _Settled(delivery)
 
     async def _redelivered_too_often(self, delivery: Delivery, message: TaskMessage) -> bool:
         """Count a redelivery; dead-letter a message redelivered more than
@@ -540,16 +618,96 @@ class Worker:
         """Publish the outcome, then ack; an outcome that cannot be published on a
         healthy connection dead-letters the message (the module docstring says why)."""
         # Written out rather than shared with _retry: the hot path, one frame less.
+        # A chord-fired task (before_ack) is not recorded: its run mark decides.
+        record = before_ack is None
         try:
             await self._finish(message, state)
             if before_ack is not None:
                 await self._retrying(f"record of task {message.id}", before_ack)
         except BrokerConnectionError:
+            if record:
+                # Its redelivery publishes this outcome instead of running the task.
+                self._finished.record(message.id, state, confirmed=False)
             raise
         except BrokerError as exc:
             await self._abandon(delivery, message, exc)
             return
+        if record:
+            # Before the ack: if the ack is lost, the redelivery is only acked.
+            self._finished.record(message.id, state, confirmed=True)
         await self._ack(delivery)
+
+    async def _finished_already(self, delivery: Delivery, message: TaskMessage) -> bool:
+        """Deal with a redelivery of a task concluded here: ack it, after publishing its
+        outcome if that was not confirmed. Returns whether it was such a redelivery;
+        if not, the message is noted as processed here until its handler ends."""
+        if not _maybe_copy(delivery):
+            self._track(message.id)
+            return False
+        running = self._in_progress.get(message.id)
+        if running is not None and running is not asyncio.current_task():
+            # The first copy still runs here (its channel died under it): its outcome
+            # decides what this copy does.
+            await asyncio.wait((running,))
+        finished = self._finished.get(message.id)
+        if finished is None:
+            self._track(message.id)
+            return False
+        if finished.confirmed:
+            log.info(
+                "task %s[%s] finished here already; acking its redelivery",
+                message.task,
+                message.id,
+            )
+            await self._ack(delivery)
+        else:
+            log.info(
+                "task %s[%s] finished here already; publishing its outcome again",
+                message.task,
+                message.id,
+            )
+            await self._conclude(delivery, message, finished.state)
+        return True
+
+    def _track(self, task_id: str) -> None:
+        """Note that the current asyncio task processes ``task_id`` (until it ends)."""
+        current = asyncio.current_task()
+        assert current is not None
+        known = self._in_progress.get(task_id)
+        if known is not None and not known.done():
+            return  # a copy of a message processed here already: that one is tracked
+
+        def untrack(task: asyncio.Task[Any]) -> None:
+            if self._in_progress.get(task_id) is task:
+                del self._in_progress[task_id]
+
+        self._in_progress[task_id] = current
+        current.add_done_callback(untrack)
+
+    async def _keep_health(self, path: Path) -> None:
+        """Touch ``path`` every ``health_interval`` seconds while every queue is consumed."""
+        while True:
+            if await self._consuming_all():
+                try:
+                    await asyncio.to_thread(path.touch)
+                except OSError as exc:
+                    log.warning("cannot touch the health file %s: %s", path, exc)
+            await asyncio.sleep(self.health_interval)
+
+    async def _consuming_all(self) -> bool:
+        """Whether the broker shows a consumer on every queue this worker consumes
+        (asked, not assumed: a connection lost or a consumer cancelled shows here)."""
+        if self._failed.is_set():
+            return False
+        try:
+            async with asyncio.timeout(self.health_interval):
+                for name in self._consuming:
+                    state = await self.broker.transport.inspect_queue(name)
+                    if state is None or state.consumers < 1:
+                        return False
+        except (TimeoutError, AioQueueError):
+            return False
+        return True
 
     async def _finish(self, message: TaskMessage, state: ResultMessage) -> None:
         """Publish what follows the task together with its result; then its chord part."""
@@ -650,9 +808,11 @@ class Worker:
         token = request.enter(self._request, message, bound, delivery)
         running = self.revocations.running(message)
         outcome: ResultMessage | Retry
+        if self._events is not None:
+            self._events.task(events.task_started(self._events.source, task_id=message.id))
         started = time.perf_counter()
         try:
-            with running:
+            with running, self._view.running(message):
                 value = await execute.call_with_limit(task, bound, self._threads, hard, soft)
             # A result that cannot travel fails the task here, before anything is sent.
             if not running.terminated and _sends_result(message):
@@ -676,6 +836,10 @@ class Worker:
                 log.info(line, extra=fields)
         finally:
             request.leave(token)
+        if self._events is not None:
+            duration = time.perf_counter() - started
+            event = worker_events.outcome(self._events.source, message, outcome, duration)
+            self._events.task(event)
         if running.terminated:
             # Whatever the task did once cancelled (returned, raised), it was terminated.
             log.info("task %s[%s] terminated by a revoke", message.task, message.id)
@@ -839,6 +1003,12 @@ async def _together(*steps: Awaitable[None]) -> None:
         await run(first)
     if errors:
         raise next((e for e in errors if isinstance(e, BrokerConnectionError)), errors[0])
+
+
+def _maybe_copy(delivery: Delivery) -> bool:
+    """Whether a delivery may be a second copy of a message: redelivered by the broker,
+    or published again by a worker counting redeliveries."""
+    return delivery.redelivered or REDELIVERIES_HEADER in delivery.envelope.headers
 
 
 def _sends_result(message: TaskMessage) -> bool:

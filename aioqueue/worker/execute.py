@@ -65,6 +65,7 @@ def decode(envelope: Envelope, codec: Codec) -> TaskMessage:
             "not a Celery protocol v2 task message: no 'task' header "
             "(protocol v1 and foreign messages are not supported)"
         )
+    codec.admit(envelope.body, envelope.content_encoding, headers.get("compression"))
     body = codec.decode(envelope.body, envelope.content_type)
     return TaskMessage.from_wire(
         headers, body, reply_to=envelope.reply_to, priority=envelope.priority

@@ -14,7 +14,9 @@ wants a reply, which goes to that exchange and key as ``{hostname: answer}``.
 
 Served: ``revoke`` (see ``aioqueue.worker.revocations``; a command without
 :data:`~aioqueue.control.STORED_HEADER`, i.e. from a Celery client, is also written to
-the state store), ``ping`` and ``revoked``. Anything else, and anything malformed, is
+the state store), ``ping``, ``revoked``, ``registered``, ``stats``, ``active`` and
+``query_task`` (from the worker's read-only
+:class:`~aioqueue.worker.inspection.Inspection`). Anything else, and anything malformed, is
 logged with the reason and ignored: a control message never stops a worker.
 :func:`parse_command` and the answers are pure.
 """
@@ -40,6 +42,7 @@ from ..exceptions import (
 )
 from ..topology import pidbox_exchange, pidbox_queue, pidbox_reply_exchange
 from ..transport.base import Consumer, Delivery, Envelope
+from .inspection import Inspection, query_answer
 from .revocations import Revocations
 
 __all__ = (
@@ -189,10 +192,18 @@ class Pidbox:
     :param broker: the broker layer (its transport and codec).
     :param revocations: the worker's revocations, which ``revoke`` updates.
     :param hostname: the worker's name.
+    :param inspection: what ``registered`` and ``stats`` answer from (none: not served).
     """
 
-    def __init__(self, broker: Broker, revocations: Revocations, hostname: str) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        revocations: Revocations,
+        hostname: str,
+        inspection: Inspection | None = None,
+    ) -> None:
         self.broker = broker
+        self.inspection = inspection
         self.revocations = revocations
         self.hostname = hostname
         spec, self._binding = pidbox_queue(hostname)
@@ -274,6 +285,14 @@ class Pidbox:
             return {"ok": "pong"}
         if command.method == "revoked":
             return self.revocations.ids.live()
+        if command.method == "registered" and self.inspection is not None:
+            return self.inspection.registered()
+        if command.method == "stats" and self.inspection is not None:
+            return self.inspection.stats()
+        if command.method == "active" and self.inspection is not None:
+            return self.inspection.active()
+        if command.method == "query_task" and self.inspection is not None:
+            return query_answer(self.inspection.active(), command.arguments)
         log.info("control command %r is not served by aioqueue workers; ignored", command.method)
         return None
 

@@ -285,7 +285,7 @@ async def test_malformed_control_messages_are_survived(
         (b"\x80\x04K\x01.", "application/x-python-serialize"),
         (json.dumps({"method": "revoke", "arguments": {"task_id": 7}}).encode(), ""),
         (json.dumps({"method": "revoke", "arguments": ["x"]}).encode(), "application/json"),
-        (json.dumps({"method": "stats", "arguments": {}}).encode(), "application/json"),
+        (json.dumps({"method": "autoscale", "arguments": {}}).encode(), "application/json"),
         (json.dumps({"method": "ping", "ticket": "t"}).encode(), "application/json"),
         (
             json.dumps(
@@ -310,7 +310,7 @@ async def test_malformed_control_messages_are_survived(
         "is not accepted",
         "'task_id' must be a task id",
         "'arguments' must be an object",
-        "'stats' is not served",
+        "'autoscale' is not served",
         "pattern '('",
     ):
         assert reason in text, reason

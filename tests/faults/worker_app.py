@@ -2,9 +2,10 @@
 
 :func:`create_app` builds it; the module-level ``app`` (what ``-A tests.faults.worker_app``
 names) is configured from the environment: ``AIOQUEUE_TEST_BROKER`` (the broker URL),
-``AIOQUEUE_TEST_QUEUE`` (its default queue) and ``AIOQUEUE_TEST_LOG`` (a file where every
+``AIOQUEUE_TEST_QUEUE`` (its default queue), ``AIOQUEUE_TEST_LOG`` (a file where every
 task run appends one line, ``<what> <pid> <detail>``, so that a test can tell which
-worker ran what, and how often).
+worker ran what, and how often) and ``AIOQUEUE_TEST_MAX_MESSAGE_SIZE`` (the app's
+``max_message_size``, if set).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 import anyio
 
 from aioqueue import App
+from aioqueue.serialization import DEFAULT_MAX_MESSAGE_SIZE
 
 
 def log(what: str, detail: object = "") -> None:
@@ -35,8 +37,8 @@ def log(what: str, detail: object = "") -> None:
 _HELD: list[bytes] = []
 
 
-def create_app(broker: str, queue: str) -> App:
-    app = App("faults", broker=broker, default_queue=queue)
+def create_app(broker: str, queue: str, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> App:
+    app = App("faults", broker=broker, default_queue=queue, max_message_size=max_message_size)
 
     @app.task(name="faults.slow_multiply")
     async def slow_multiply(x: int, y: int, seconds: float) -> int:
@@ -96,4 +98,7 @@ def create_app(broker: str, queue: str) -> App:
 app = create_app(
     os.environ.get("AIOQUEUE_TEST_BROKER", "memory://"),
     os.environ.get("AIOQUEUE_TEST_QUEUE", "celery"),
+    max_message_size=int(
+        os.environ.get("AIOQUEUE_TEST_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE)
+    ),
 )
