@@ -276,7 +276,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--finished-records",
-        type=int,
+        type=_count,
         default=10_000,
         metavar="N",
         help="task ids whose outcome the worker remembers, so that a redelivery of a task "
@@ -405,6 +405,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
     return value
 
 

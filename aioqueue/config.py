@@ -268,7 +268,12 @@ def describe_node(url: str) -> str:
     port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
     vhost = unquote(parts.path[1:]) or "/"
     host = parts.hostname or "localhost"
-    return f"host {host}, port {port}, vhost {vhost!r} ({mask_url(url)})"
+    # The heartbeat is usually the one the app asked for, not the user's: noise here.
+    query = "&".join(
+        pair for pair in parts.query.split("&") if pair.partition("=")[0] != "heartbeat"
+    )
+    shown = urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    return f"host {host}, port {port}, vhost {vhost!r} ({mask_url(shown)})"
 
 
 def amqp_url(url: str, heartbeat: int | None = None) -> str:

@@ -34,6 +34,13 @@ def test_worker_refuses_a_memory_broker() -> None:
     assert "AIOQUEUE_BROKER_URL" in line
 
 
+@pytest.mark.parametrize("value", ["-1", "many"])
+def test_finished_records_must_be_a_count(value: str) -> None:
+    out = _cli("worker", "-A", "tests.test_cli_config:explicit", f"--finished-records={value}")
+    assert out.returncode == 2
+    assert f"{value!r} is not a whole number of 0 or more" in out.stderr
+
+
 def test_the_environment_does_not_override_an_explicit_broker(amqp_url: str) -> None:
     out = _cli("worker", "-A", "tests.test_cli_config:explicit", AIOQUEUE_BROKER_URL=amqp_url)
     assert out.returncode == 2

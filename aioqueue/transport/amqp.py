@@ -293,7 +293,7 @@ def _gave_up(
     if len(nodes) == 1:
         node = nodes[0]
         cause = failures[node].cause if node in failures else "no time left to try"
-        return f"connect to {mask_url(node)}: {cause} ({describe_node(node)}); {spent}"
+        return f"connect to {describe_node(node)}: {cause}; {spent}"
     causes = "; ".join(
         f"{describe_node(node)}: {failures[node].cause if node in failures else 'not tried'}"
         for node in nodes

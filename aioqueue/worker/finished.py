@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from ..exceptions import ConfigurationError
 from ..message import ResultMessage
 
 __all__ = ("DEFAULT_CAPACITY", "Finished", "FinishedTasks")
@@ -54,7 +55,7 @@ class FinishedTasks:
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 0:
-            raise ValueError(f"the finished-task record cannot hold {capacity} ids")
+            raise ConfigurationError(f"finished_records must be 0 or more, got {capacity}")
         self.capacity = capacity
         self._entries: OrderedDict[str, Finished] = OrderedDict()
 

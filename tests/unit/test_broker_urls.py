@@ -102,6 +102,13 @@ def test_describe_node_names_host_port_vhost_and_hides_the_password() -> None:
     assert describe_node("amqps://h/") == "host h, port 5671, vhost '/' (amqps://h/)"
 
 
+def test_describe_node_leaves_out_the_heartbeat_but_keeps_other_options() -> None:
+    assert describe_node("amqp://h/v?heartbeat=10") == "host h, port 5672, vhost 'v' (amqp://h/v)"
+    assert describe_node("amqp://h/v?x=1&heartbeat=10&y=a%20b") == (
+        "host h, port 5672, vhost 'v' (amqp://h/v?x=1&y=a%20b)"
+    )
+
+
 def test_amqp_url_of_several_urls_converts_each() -> None:
     assert amqp_url("pyamqp://h1//;amqp://h2/v", heartbeat=3) == (
         "amqp://h1/%2F?heartbeat=3;amqp://h2/v?heartbeat=3"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from aioqueue.exceptions import ConfigurationError
 from aioqueue.message import ResultMessage, State
 from aioqueue.worker.finished import DEFAULT_CAPACITY, Finished, FinishedTasks
 
@@ -62,5 +63,5 @@ def test_capacity_zero_remembers_nothing() -> None:
 
 def test_default_capacity_and_a_negative_one() -> None:
     assert FinishedTasks().capacity == DEFAULT_CAPACITY == 10_000
-    with pytest.raises(ValueError, match="cannot hold -1 ids"):
+    with pytest.raises(ConfigurationError, match="finished_records must be 0 or more, got -1"):
         FinishedTasks(-1)
