@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .config import broker_scheme
+from .config import broker_nodes, broker_scheme
 from .topology import Broadcast, Destination, Exchange, Topology
 from .transport.base import BindingSpec, Transport
 
@@ -377,20 +377,25 @@ def unacked_source(broker_url: str | None, rabbitmqctl: str | None) -> UnackedSo
     """
     if broker_url is None:
         return UnackedSource(None, "the app was given a transport, not a broker URL")
-    parts = urlsplit(broker_url)
     if broker_scheme(broker_url) != "amqp":
-        return UnackedSource(None, f"{parts.scheme}:// keeps no unacked count")
-    host = parts.hostname or ""
-    if host not in _LOCAL_HOSTS and not host.startswith("127."):
+        scheme = urlsplit(broker_url).scheme
+        return UnackedSource(None, f"{scheme}:// keeps no unacked count")
+    local = [node for node in broker_nodes(broker_url) if _is_local(urlsplit(node).hostname)]
+    if not local:
         return UnackedSource(
             None, "AMQP gives no unacked count, and rabbitmqctl reads only this machine's broker"
         )
     if rabbitmqctl is None:
         return UnackedSource(None, "AMQP gives no unacked count, and rabbitmqctl is not on PATH")
-    path = parts.path
+    path = urlsplit(local[0]).path
     vhost = "/" if path in ("", "/", "//") else unquote(path[1:])
     columns = ("name", "messages_ready", "messages_unacknowledged", "consumers")
     return UnackedSource((rabbitmqctl, "list_queues", "-p", vhost, *columns, "--formatter", "json"))
+
+
+def _is_local(host: str | None) -> bool:
+    host = host or ""
+    return host in _LOCAL_HOSTS or host.startswith("127.")
 
 
 def unacked_counts(output: str, expected: Iterable[str]) -> dict[str, int]:

@@ -295,6 +295,16 @@ COMMAND = ("name", "messages_ready", "messages_unacknowledged", "consumers", "--
             UnackedSource(("rabbitmqctl", "list_queues", "-p", "dev", *COMMAND)),
         ),
         (
+            "amqp://u:p@rabbit.example.com/x;amqp://u:p@127.0.0.1:5673/a%2Fb",
+            "rabbitmqctl",
+            UnackedSource(("rabbitmqctl", "list_queues", "-p", "a/b", *COMMAND)),
+        ),
+        (
+            "amqp://u:p@rabbit.example.com,localhost:5673/dev",
+            "rabbitmqctl",
+            UnackedSource(("rabbitmqctl", "list_queues", "-p", "dev", *COMMAND)),
+        ),
+        (
             "amqp://localhost",
             "rabbitmqctl",
             UnackedSource(("rabbitmqctl", "list_queues", "-p", "/", *COMMAND)),
