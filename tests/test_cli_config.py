@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aioqueue import App
-from tests.processes import WorkerProcesses, error_line, run_cli
+from tests.processes import ONE_LOOP, WorkerProcesses, error_line, run_cli
 
 # Left without a broker: AIOQUEUE_BROKER_URL decides (memory:// when it is unset).
 app = App("cli-config", default_queue=os.environ.get("AIOQUEUE_TEST_QUEUE", "cli.config"))
@@ -47,6 +47,7 @@ def test_the_environment_does_not_override_an_explicit_broker(amqp_url: str) -> 
     assert "memory://" in error_line(out)
 
 
+@ONE_LOOP
 async def test_a_worker_takes_its_broker_from_the_environment(
     amqp_url: str, amqp_queue: str, worker_processes: WorkerProcesses
 ) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from aioqueue import App, Queue
 from aioqueue.transport.base import Delivery, Envelope, QueueSpec
-from tests.processes import CLI, ROOT, TIMEOUT, run_cli
+from tests.processes import CLI, ONE_LOOP, ROOT, TIMEOUT, run_cli
 
 app = App(
     "cli-dlq",
@@ -86,6 +86,7 @@ async def _taken(local: App, queue: str) -> list[Envelope]:
     return batch.envelopes
 
 
+@ONE_LOOP
 async def test_list_and_show(amqp_url: str, amqp_queue: str, filled: App) -> None:
     out = await _cli(amqp_url, amqp_queue, "list", "-A", APP)
     assert out.returncode == 0, out.stderr
@@ -115,6 +116,7 @@ async def test_list_and_show(amqp_url: str, amqp_queue: str, filled: App) -> Non
     assert "no dead letter 'nope'" in missing.stderr
 
 
+@ONE_LOOP
 async def test_replay_by_id_then_by_reason(amqp_url: str, amqp_queue: str, filled: App) -> None:
     out = await _cli(amqp_url, amqp_queue, "replay", "-A", APP, "--id", "id-2")
     assert out.returncode == 0, out.stderr
@@ -138,6 +140,7 @@ async def test_replay_by_id_then_by_reason(amqp_url: str, amqp_queue: str, fille
     assert f"{amqp_queue}.dlq: 0 messages replayed, 1 kept" in nothing.stdout
 
 
+@ONE_LOOP
 async def test_purge_asks_first(amqp_url: str, amqp_queue: str, filled: App) -> None:
     declined = await _cli(amqp_url, amqp_queue, "purge", "-A", APP, stdin="n\n")
     assert declined.returncode == 1

@@ -10,8 +10,9 @@ from aioqueue import MessageError
 from aioqueue.topology import dlq_name
 from tests.faults.conftest import Cluster
 from tests.helpers import receive
+from tests.processes import ONE_LOOP
 
-pytestmark = [pytest.mark.anyio, pytest.mark.amqp]
+pytestmark = [pytest.mark.anyio, pytest.mark.amqp, ONE_LOOP]
 
 
 async def test_a_poison_message_is_dead_lettered_after_the_limit(cluster: Cluster) -> None:

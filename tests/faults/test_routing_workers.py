@@ -14,9 +14,9 @@ from aioqueue import App, UnroutableError
 from aioqueue.transport.amqp import AmqpTransport
 from tests.faults.routing_app import create_app
 from tests.helpers import eventually
-from tests.processes import WorkerProcesses
+from tests.processes import ONE_LOOP, WorkerProcesses
 
-pytestmark = [pytest.mark.anyio, pytest.mark.amqp]
+pytestmark = [pytest.mark.anyio, pytest.mark.amqp, ONE_LOOP]
 
 APP = "tests.faults.routing_app:app"
 TIMEOUT = 20

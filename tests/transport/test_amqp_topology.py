@@ -10,6 +10,7 @@ import pytest
 
 from aioqueue.transport.base import Envelope, QueueSpec
 from tests.helpers import eventually
+from tests.processes import ONE_LOOP
 
 from ._support import needs_rabbitmqctl, queue_names, reconnected
 from .conftest import MakeTransport
@@ -43,6 +44,7 @@ async def test_gone_queues_stay_gone_after_a_reconnection(
     await transport.delete_queue(kept)
 
 
+@ONE_LOOP  # what it measures does not depend on the loop
 async def test_memory_does_not_grow_with_queues(make_amqp: MakeTransport, queue_name: str) -> None:
     # Chord queues are declared once and expire on their own, never deleted: what the
     # transport keeps per declared queue must stay bounded. Measured from the outside,
