@@ -9,7 +9,7 @@ subprocesses, and in their ``aioqueue beat add|remove|list`` commands and client
   stored entries and last runs: one name per test);
 - ``AIOQUEUE_TEST_QUEUE``: its default queue, where the ticks go;
 - ``AIOQUEUE_TEST_LOG``: a file where every run of ``beatfaults.tick`` appends one line,
-  ``tick <pid> <label> <unix time>``;
+  ``tick <pid> <label> <unix time> <task id>``;
 - ``AIOQUEUE_TEST_EVERY``: if set, an entry in code, ``tick``, sends
   ``beatfaults.tick("code")`` every that many seconds.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 
-from aioqueue import App
+from aioqueue import App, current_request
 
 
 def log(what: str, detail: object = "") -> None:
@@ -40,7 +40,7 @@ def create_app(broker: str, name: str, queue: str, every: float | None = None) -
 
     @app.task(name="beatfaults.tick", ignore_result=True)
     async def tick(label: str) -> None:
-        log("tick", f"{label} {time.time():.6f}")
+        log("tick", f"{label} {time.time():.6f} {current_request().id}")
 
     if every is not None:
         app.beat.every(every, tick.s("code"), name="tick")
