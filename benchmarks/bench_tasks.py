@@ -25,6 +25,7 @@ QUEUE_ENV = "AIOQUEUE_BENCH_QUEUE"
 # make() (or in separate processes) agree on them.
 ADD = "bench.add"
 NAP = "bench.nap"
+PUBLISH_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,9 @@ class Bench:
 
 def make(name: str, url: str, queue: str) -> Bench:
     """A new app on ``url`` whose default queue is ``queue``, with both tasks."""
-    app = App(name, broker=url, default_queue=queue)
+    # A burst of 10,000 publishes on a loaded machine can take longer than the default
+    # 30 s to be confirmed in full; the ceiling sets no deadline either.
+    app = App(name, broker=url, default_queue=queue, publish_timeout=PUBLISH_TIMEOUT)
 
     @app.task(name=ADD)
     async def add(x: int, y: int) -> int:

@@ -11,8 +11,9 @@ of what the broker and aio-pika allow on the same machine:
   worker crash can never lose a result that the broker already forgot;
 * replies go to a per-client durable reply queue with ``x-expires``;
 * the worker's per-consumer prefetch equals its concurrency;
-* worker and client share one process (and one uvloop) but use separate
-  connections, as the aioqueue benchmark does.
+* in this module's ``w1``-``w7``, worker and client share one process (and one
+  uvloop) but use separate connections; ``run.py`` runs the :class:`Worker` in a
+  process of its own (``ceiling_worker.py``), as it runs ``aioqueue worker``.
 
 Run alone with ``python benchmarks/ceiling.py [amqp-url]``.
 """
@@ -62,7 +63,7 @@ def _sleeper(seconds: float) -> TaskFn:
     return sleep_task
 
 
-class _Worker:
+class Worker:
     """Consumes the task queue, runs ``task`` and replies when asked to."""
 
     def __init__(
@@ -85,7 +86,7 @@ class _Worker:
         self.all_acked = asyncio.Event()
 
     @classmethod
-    async def start(cls, url: str, queue_name: str, concurrency: int, task: TaskFn) -> _Worker:
+    async def start(cls, url: str, queue_name: str, concurrency: int, task: TaskFn) -> Worker:
         connection = await aio_pika.connect_robust(url)
         try:
             channel = await connection.channel(publisher_confirms=True)
@@ -160,7 +161,7 @@ class _Worker:
         await self._connection.close()
 
 
-class _Client:
+class Client:
     """Publishes tasks and resolves their results from its own reply queue."""
 
     def __init__(
@@ -178,7 +179,7 @@ class _Client:
         self._pending: dict[str, asyncio.Future[Any]] = {}
 
     @classmethod
-    async def start(cls, url: str, task_queue: str) -> _Client:
+    async def start(cls, url: str, task_queue: str) -> Client:
         connection = await aio_pika.connect_robust(url)
         try:
             channel = await connection.channel(publisher_confirms=True)
@@ -242,6 +243,10 @@ class _Client:
         """Publish a fire-and-forget task and wait for its confirm."""
         await self._publish(args, str(uuid.uuid4()), None)
 
+    async def delete_task_queue(self) -> None:
+        """Delete the task queue: a worker in another process that died leaves it behind."""
+        await self._channel.queue_delete(self._task_queue)
+
     async def close(self) -> None:
         if self._consumer_tag is not None:
             await self._reply_queue.cancel(self._consumer_tag)
@@ -250,11 +255,11 @@ class _Client:
 
 
 @asynccontextmanager
-async def _pair(url: str, concurrency: int, task: TaskFn) -> AsyncIterator[tuple[_Worker, _Client]]:
+async def _pair(url: str, concurrency: int, task: TaskFn) -> AsyncIterator[tuple[Worker, Client]]:
     queue_name = f"bench.ceiling.{uuid.uuid4()}"
-    worker = await _Worker.start(url, queue_name, concurrency, task)
+    worker = await Worker.start(url, queue_name, concurrency, task)
     try:
-        client = await _Client.start(url, queue_name)
+        client = await Client.start(url, queue_name)
         try:
             yield worker, client
         finally:

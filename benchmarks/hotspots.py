@@ -1,16 +1,19 @@
-"""One side of one workload, repeated, with its CPU and garbage-collector cost per task.
+"""Where one side's CPU goes per task, on the client and on the worker process.
 
-    python benchmarks/hotspots.py w1 [--side aioqueue|ceiling] [--repeat 3] [--url URL]
-    python benchmarks/hotspots.py w2 --cprofile w2.pstats
+    python benchmarks/hotspots.py w2 [--side aioqueue|ceiling] [-c 100] [-n 20000]
+        [--repeat 3] [--profile DIR] [--top 25]
 
-The worker and the client share this process, so the process's CPU time per task is
-the cost to compare between aioqueue and the ceiling: throughput alone also moves with
-whatever else the machine (and the broker) is doing. To see where the time goes, run it
-under a sampling profiler, e.g.
+Runs one workload of ``run.py`` as it does (a worker process of its own, the client in
+this process) and prints, for each repetition, the CPU microseconds per task of the
+worker, the client and the broker (``cputime.py``) and the client's time in the cyclic
+garbage collector. With ``--profile DIR`` both run under cProfile over the timed window
+only (``DIR/client-N.pstats``, and ``DIR/worker-N.pstats`` by ``profiled.py``), and each
+profile's own time is printed per task, by area (aioqueue's modules, aio-pika, aiormq,
+pamqp, pydantic, ...) and for the top functions. cProfile's own cost inflates small
+functions, and it counts each resumption of a coroutine as a call: compare areas and
+sides, not absolute figures. A sampling profiler works too, e.g.
 
-    py-spy record -r 500 -f raw -o w1.txt -- python benchmarks/hotspots.py w1 --repeat 3
-
-or give ``--cprofile`` (deterministic, so it inflates small functions).
+    py-spy record -r 500 -f raw -o client.txt -- python benchmarks/hotspots.py w2
 """
 
 from __future__ import annotations
@@ -19,18 +22,24 @@ import argparse
 import cProfile
 import gc
 import os
+import pstats
+import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ceiling
-import run
+import cputime
+import sides
 import uvloop
 from bench_tasks import URL_ENV
+from run import FULL, WORKLOADS
+from workloads import Outcome
 
-SIZES = {"w1": 10_000, "w2": 20_000, "w3": 2_000, "w4": 500}
+SIZES = {name.lower(): size(FULL) for name, (_, size) in WORKLOADS.items()}
 
 
 @dataclass
@@ -49,69 +58,127 @@ class GcClock:
         self.seconds[generation] += time.perf_counter() - self._started
         self.runs[generation] += 1
 
-    def reset(self) -> None:
-        self.seconds = [0.0, 0.0, 0.0]
-        self.runs = [0, 0, 0]
 
-
-def _workload(name: str, side: str, url: str, n: int) -> Callable[[], Awaitable[object]]:
-    concurrency = run.CONCURRENCY
+async def once(
+    name: str, side: str, url: str, concurrency: int, n: int, profile: Path | None, run_no: int
+) -> int:
+    """Run the workload once; the number of tasks it ran."""
+    workload, _ = WORKLOADS[name.upper()]
+    task: sides.TaskKind = "nap" if name == "w3" else "add"
+    worker_stats = profile / f"worker-{run_no}.pstats" if profile else None
     if side == "ceiling":
-        table: dict[str, Callable[[], Awaitable[object]]] = {
-            "w1": lambda: ceiling.w1(url, n, concurrency),
-            "w2": lambda: ceiling.w2(url, n, concurrency),
-            "w3": lambda: ceiling.w3(url, n, concurrency, run.NAP_SECONDS),
-            "w4": lambda: ceiling.w4(url, n),
-        }
+        factory = sides.raw(url, concurrency, task, profile_to=worker_stats)
     else:
-        table = {
-            "w1": lambda: run.aioqueue_w1(url, n),
-            "w2": lambda: run.aioqueue_w2(url, n),
-            "w3": lambda: run.aioqueue_w3(url, n),
-            "w4": lambda: run.aioqueue_w4(url, n),
-        }
-    return table[name]
-
-
-async def _repeat(work: Callable[[], Awaitable[object]], n: int, repeat: int) -> None:
+        factory = sides.aioqueue(url, concurrency, task, profile_to=worker_stats)
+    broker = await cputime.broker_pid(url)
+    # CPU time, as profiled.py's: wall time would charge waits for a core to functions.
+    profiler = cProfile.Profile(time.thread_time) if profile else None
     clock = GcClock()
-    gc.callbacks.append(clock)
-    try:
-        for _ in range(repeat):
-            clock.reset()
-            cpu = time.process_time()
-            value = await work()
-            cpu = time.process_time() - cpu
-            gc_us = [1e6 * s / n for s in clock.seconds]
-            print(
-                f"{run.show(value):>24}  cpu {1e6 * cpu / n:6.1f} us/task  "
-                f"gc {sum(gc_us):5.1f} us/task (gen2 {gc_us[2]:.1f} us, {clock.runs[2]} runs)",
-                flush=True,
-            )
-    finally:
-        gc.callbacks.remove(clock)
+    async with factory as running:
+        meter = cputime.Meter(
+            {"worker": running.worker_pid, "client": os.getpid(), "broker": broker}
+        )
+        gc.callbacks.append(clock)
+        if profiler is not None:
+            os.kill(running.worker_pid, signal.SIGUSR1)
+            profiler.enable()
+        try:
+            outcome: Outcome = await workload(running.side, n, meter)
+        finally:
+            if profiler is not None:
+                profiler.disable()
+                os.kill(running.worker_pid, signal.SIGUSR2)
+            gc.callbacks.remove(clock)
+    if profiler is not None and profile is not None:
+        profiler.dump_stats(profile / f"client-{run_no}.pstats")
+    cpu = meter.per_task_us(outcome.tasks)
+    figures = ", ".join(f"{k} {v:,.2f}" for k, v in outcome.figures.items())
+    roles = ", ".join(f"{r} {'-' if v is None else f'{v:.0f}'}" for r, v in cpu.items())
+    gc_us = 1e6 * sum(clock.seconds) / outcome.tasks
+    print(
+        f"{figures}; CPU us/task {roles}; client gc {gc_us:.1f} us/task "
+        f"(gen2 runs {clock.runs[2]})",
+        flush=True,
+    )
+    return outcome.tasks
+
+
+# -- reading a profile -----------------------------------------------------------------
+
+_AREAS = (
+    ("/aioqueue/", "aioqueue."),
+    ("/aio_pika/", "aio_pika"),
+    ("/aiormq/", "aiormq"),
+    ("/pamqp/", "pamqp"),
+    ("/pydantic", "pydantic"),
+    ("/json/", "json"),
+    ("/asyncio/", "asyncio"),
+    ("/uvloop/", "uvloop"),
+    ("/anyio/", "anyio"),
+    ("/benchmarks/", "benchmarks"),
+)
+
+
+def area(filename: str, function: str) -> str:
+    """The package (for aioqueue, the module) a profiled function belongs to."""
+    for marker, name in _AREAS:
+        if marker in filename:
+            if name == "aioqueue.":
+                module = filename.split("/aioqueue/", 1)[1].removesuffix(".py")
+                return name + module.replace("/", ".")
+            return name
+    if filename == "~":
+        # Built-ins: name the C functions that weigh (json, uuid, socket calls).
+        return f"builtin {function.strip('<>').split(' of ')[0]}"
+    return "other python"
+
+
+def summary(path: Path, tasks: int, top: int) -> str:
+    """A profile's own time per task: by area, then its ``top`` functions."""
+    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    by_area: dict[str, float] = defaultdict(float)
+    rows = []
+    for (filename, line, function), (_cc, calls, own, cumulative, _callers) in stats.items():
+        by_area[area(filename, function)] += own
+        short = filename.rsplit("site-packages/", 1)[-1].rsplit("/work/", 1)[-1]
+        rows.append((own, cumulative, calls, f"{short}:{line}({function})"))
+    total = sum(by_area.values())
+    lines = [f"{path.name}: {1e6 * total / tasks:.0f} us/task of own time in all"]
+    lines += ["  by area (us/task, share):"]
+    for name, own in sorted(by_area.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"    {1e6 * own / tasks:7.1f}  {own / total:5.1%}  {name}")
+    lines += ["  top functions (own us/task, cumulative us/task, calls/task):"]
+    for own, cumulative, calls, name in sorted(rows, reverse=True)[:top]:
+        lines.append(
+            f"    {1e6 * own / tasks:7.1f}  {1e6 * cumulative / tasks:8.1f}  "
+            f"{calls / tasks:6.2f}  {name}"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("workload", choices=sorted(SIZES))
     parser.add_argument("--side", choices=["aioqueue", "ceiling"], default="aioqueue")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("-n", type=int, help="tasks per repetition (default: full size)")
+    parser.add_argument("-c", "--concurrency", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("-n", type=int, help="tasks per repetition (default: run.py's full size)")
     parser.add_argument("--url", default=os.environ.get(URL_ENV, ceiling.DEFAULT_URL))
-    parser.add_argument("--cprofile", metavar="FILE", help="write cProfile stats here")
+    parser.add_argument("--profile", metavar="DIR", type=Path, help="write cProfile stats here")
+    parser.add_argument("--top", type=int, default=25, help="rows of each profile summary")
     args = parser.parse_args(argv)
     n = args.n or SIZES[args.workload]
-    work = _workload(args.workload, args.side, args.url, n)
-    profiler = cProfile.Profile() if args.cprofile else None
-    if profiler is not None:
-        profiler.enable()
-    try:
-        uvloop.run(_repeat(work, n, args.repeat))
-    finally:
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(args.cprofile)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    tasks = 0
+    for run_no in range(args.repeat):
+        tasks = uvloop.run(
+            once(args.workload, args.side, args.url, args.concurrency, n, args.profile, run_no)
+        )
+    if args.profile:
+        for run_no in range(args.repeat):
+            for role in ("client", "worker"):
+                print(summary(args.profile / f"{role}-{run_no}.pstats", tasks, args.top))
     return 0
 
 

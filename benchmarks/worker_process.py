@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import signal
 import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aioqueue import AioQueueError, App
@@ -53,6 +56,37 @@ async def stop(proc: asyncio.subprocess.Process, timeout: float, what: str = "th
             await proc.wait()
     if proc.returncode != 0:
         log.warning("%s exited with status %s", what, proc.returncode)
+
+
+@asynccontextmanager
+async def running(
+    argv: Sequence[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    what: str = "the worker",
+    timeout: float = 30.0,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run ``argv`` as a worker process; yield it once it printed its banner, and stop it
+    (SIGTERM, then SIGKILL after ``timeout`` seconds) on the way out."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env={**os.environ, **(env or {})}, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    drain: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            await wait_banner(proc, what)
+        drain = asyncio.create_task(drain_output(proc.stdout))
+        try:
+            yield proc
+        finally:
+            await stop(proc, timeout, what)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        if drain is not None:
+            await drain
 
 
 async def delete_topology(app: App, queue: str) -> None:
