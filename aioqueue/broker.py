@@ -44,6 +44,7 @@ from .topology import (
     Topology,
     chord_queue,
     delay_topology,
+    dlq_name,
 )
 from .transport.base import Envelope, ExchangeSpec, QueueSpec, Transport
 
@@ -207,8 +208,12 @@ class Broker:
     async def _declare_all(self, todo: Declarations, strict: bool) -> None:
         for exchange in todo.exchanges:
             await self._declare_exchange(exchange, strict)
+        dead_letters = {dlq_name(spec.name) for spec in todo.queues}
         for spec in todo.queues:
-            await self._declare_queue(spec, strict)
+            if spec.name in dead_letters:
+                await self._declare_dlq(spec)
+            else:
+                await self._declare_queue(spec, strict)
         for binding in todo.bindings:
             await self.transport.bind(binding)
 
@@ -248,6 +253,21 @@ class Broker:
             held = "" if state is None else f"; it holds {state.messages} message(s)"
             conflict = DeclarationConflictError("queue", spec.name, wanted + held, exc)
             self._conflict(conflict, strict)
+
+    async def _declare_dlq(self, spec: QueueSpec) -> None:
+        """Declare a ``.dlq``; one that exists otherwise is used as it is, by a worker
+        too: it keeps dead letters all the same (a classic one, declared before its queue
+        became a quorum queue, only is not replicated)."""
+        try:
+            await self.transport.declare_queue(spec)
+        except PreconditionFailedError as exc:
+            log.warning(
+                "%s exists with other settings than aioqueue's (%s); using it as it is. "
+                "To have it declared again, empty it (aioqueue dlq replay or purge) and "
+                "delete it",
+                spec.name,
+                exc,
+            )
 
     def _conflict(self, error: DeclarationConflictError, strict: bool) -> None:
         if strict:

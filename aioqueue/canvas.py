@@ -383,9 +383,17 @@ def _freeze(node: Node, reply_to: str | None, make_id: Callable[[], str]) -> Non
             options.setdefault("reply_to", reply_to)
         return
     kwargs = node["kwargs"]
-    if kind in ("chain", "group"):
+    if kind == "chain":
         for child in kwargs["tasks"]:
             _freeze(child, reply_to, make_id)
+    elif kind == "group":
+        # As Celery freezes a group: its place in a workflow, each task's index.
+        options.setdefault("root_id", None)
+        options.setdefault("parent_id", None)
+        for index, child in enumerate(kwargs["tasks"]):
+            _freeze(child, reply_to, make_id)
+            if child.get("subtask_type") is None:
+                child["options"].setdefault("group_index", index)
     elif kind == "chord":
         _freeze(kwargs["header"], reply_to, make_id)
         _freeze(kwargs["body"], reply_to, make_id)

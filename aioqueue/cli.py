@@ -1,7 +1,7 @@
-"""``aioqueue worker | beat | topology | purge | dlq``: the command line. The only module that
-reads argv, installs uvloop, configures logging and handles signals; it reads the
-``AIOQUEUE_`` environment (besides ``App``, which reads ``AIOQUEUE_BROKER_URL`` when made
-without a broker, and ``App.from_env``).
+"""``aioqueue worker | beat | topology | purge | dlq | events | inspect | control``: the
+command line. The only module that reads argv, installs uvloop, configures logging and
+handles signals; it reads the ``AIOQUEUE_`` environment (besides ``App``, which reads
+``AIOQUEUE_BROKER_URL`` when made without a broker, and ``App.from_env``).
 
 ``worker --processes N`` runs a supervisor (``aioqueue.worker.pool``) whose children
 are this same command again, with ``--pool-child`` added: each child is an ordinary
@@ -35,12 +35,20 @@ from .app import App
 from .beat import Schedule, at, crontab, every
 from .canvas import Signature
 from .config import broker_nodes, broker_scheme, mask_url
-from .control import INSPECT_METHODS, render_replies
+from .control import INSPECT_METHODS, merge_replies, render_replies
 from .exceptions import AioQueueError, BrokerError, ConfigurationError
 from .overview import Overview, build, read_live, render, unacked_source
 from .topology import dlq_name
 from .worker import Worker
-from .worker.pool import ChildLimits, ChildLink, ChildReady, Supervisor, node_name
+from .worker.pool import (
+    ChildLimits,
+    ChildLink,
+    ChildReady,
+    Leave,
+    Leaving,
+    Supervisor,
+    node_name,
+)
 from .worker.tasklog import JsonFormatter
 
 __all__ = ("main",)
@@ -66,11 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parse(parser, argv)
-    if args.command not in ("worker", "beat", "topology", "purge", "dlq", "events", "inspect"):
+    known = ("worker", "beat", "topology", "purge", "dlq", "events", "inspect", "control")
+    if args.command not in known:
         parser.print_help()
         return 2
-    if args.app is None:
-        parser.error(f"{args.command}: the following arguments are required: -A/--app")
+    if args.app is None and getattr(args, "broker", None) is None:
+        needed = "-A/--app or -b/--broker" if args.command == "events" else "-A/--app"
+        parser.error(f"{args.command}: the following arguments are required: {needed}")
     pooled = args.command == "worker" and (args.processes, args.pool_child) != (None, None)
     if args.command == "worker" and not pooled:
         if args.max_tasks_per_child or args.max_memory_per_child:
@@ -84,9 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        app = load_app(args.app)
+        app = _broker_app(args.broker) if getattr(args, "broker", None) else load_app(args.app)
     except (ImportError, AttributeError, TypeError) as exc:
         print(f"error: cannot load app {args.app!r}: {exc}", file=sys.stderr)
+        return 2
+    except AioQueueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         _apply_connect_budget(app, args)
@@ -107,11 +120,18 @@ def _dispatch(app: App, args: argparse.Namespace, argv: list[str]) -> int:
         return _events_command(app, args)
     if args.command == "inspect":
         return _inspect_command(app, args)
+    if args.command == "control":
+        return _control_command(app, args)
     if args.command == "beat" and args.action in ("add", "remove", "list"):
         return _run(lambda: _beat_command(app, args))
     if args.command == "worker":
         return _worker_command(app, args, argv)
     return _run(lambda: _serve(app, None, with_beat=True))
+
+
+def _broker_app(url: str) -> App:
+    """An app that only connects to ``url`` (``-b``): watching events needs no tasks."""
+    return App("aioqueue", broker=url, result_backend=None)
 
 
 def _apply_connect_budget(app: App, args: argparse.Namespace) -> None:
@@ -328,8 +348,18 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("-f", "--force", action="store_true", help="do not ask first")
     _dlq_parser(commands)
     _inspect_parser(commands, common)
+    _control_parser(commands, common)
     events = commands.add_parser(
-        "events", help="print the celeryev event stream, one line per event", parents=[common]
+        "events",
+        help="print the celeryev event stream, one line per event",
+        parents=[_common(app_required=False)],
+    )
+    events.add_argument(
+        "-b",
+        "--broker",
+        metavar="URL",
+        help="the broker to watch, instead of the app's (as celery -b URL events): "
+        "-A is then not needed",
     )
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     events.add_argument("--limit", type=int, metavar="N", help="stop after N events")
@@ -370,6 +400,93 @@ def _inspect_command(app: App, args: argparse.Namespace) -> int:
     replies = _run(ask)
     print(json.dumps(replies) if args.json else render_replies(replies))
     return 0 if replies else 1
+
+
+def _control_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``aioqueue control ACTION``: Celery's remote control, of either kind of worker."""
+    control = commands.add_parser(
+        "control", help="change the running workers (revoke, shutdown, ...)"
+    )
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("-d", "--destination", help="comma-separated worker hostnames")
+    options.add_argument(
+        "-t", "--timeout", type=_positive_float, default=1.0, help="seconds to wait (1)"
+    )
+    options.add_argument("-j", "--json", action="store_true", help="the replies as JSON")
+    actions = control.add_subparsers(dest="action", metavar="ACTION", required=True)
+    revoke = actions.add_parser(
+        "revoke", help="revoke tasks on every worker, now and later", parents=[common, options]
+    )
+    revoke.add_argument("ids", nargs="+", metavar="TASK_ID")
+    revoke.add_argument(
+        "--terminate", action="store_true", help="also cancel them where they run now"
+    )
+    actions.add_parser("shutdown", help="stop workers as on SIGTERM", parents=[common, options])
+    add = actions.add_parser(
+        "add-consumer", help="make workers declare and consume a queue", parents=[common, options]
+    )
+    add.add_argument("queue")
+    add.add_argument("exchange", nargs="?", help="bind it to this exchange")
+    add.add_argument("exchange_type", nargs="?", default="direct", help="its type (direct)")
+    add.add_argument("routing_key", nargs="?", help="the binding key (the queue's name)")
+    cancel = actions.add_parser(
+        "cancel-consumer", help="make workers stop consuming a queue", parents=[common, options]
+    )
+    cancel.add_argument("queue")
+    rate = actions.add_parser(
+        "rate-limit", help="set a task's rate limit on workers", parents=[common, options]
+    )
+    rate.add_argument("task_name")
+    rate.add_argument("rate_limit", help="10/s, 100/m, 5/h; 0 for none")
+
+
+def _control_command(app: App, args: argparse.Namespace) -> int:
+    """``aioqueue control``; 1 when no worker replied (but to ``shutdown``, which a
+    Celery worker never answers) or one replied with an error."""
+    _refuse_memory(app, "control")
+    destination = _names(args.destination) or None
+    if args.action == "revoke" and destination:
+        raise ConfigurationError(
+            "control revoke: --destination does not apply: a revocation reaches every "
+            "worker, and is kept in the broker for the workers that start later"
+        )
+
+    async def send() -> dict[str, Any]:
+        control, timeout = app.control, args.timeout
+        async with app:
+            if args.action == "revoke":
+                replies = await control.revoke(
+                    args.ids, terminate=args.terminate, reply=True, timeout=timeout
+                )
+                return merge_replies(replies)
+            if args.action == "shutdown":
+                return await control.shutdown(timeout=timeout, destination=destination)
+            if args.action == "add-consumer":
+                return await control.add_consumer(
+                    args.queue,
+                    exchange=args.exchange,
+                    exchange_type=args.exchange_type,
+                    routing_key=args.routing_key,
+                    timeout=timeout,
+                    destination=destination,
+                )
+            if args.action == "cancel-consumer":
+                return await control.cancel_consumer(
+                    args.queue, timeout=timeout, destination=destination
+                )
+            return await control.rate_limit(
+                args.task_name, args.rate_limit, timeout=timeout, destination=destination
+            )
+
+    replies = _run(send)
+    if args.json:
+        print(json.dumps(replies))
+    elif replies or args.action != "shutdown":
+        print(render_replies(replies))
+    else:
+        print("shutdown sent; no worker replied (Celery workers stop without replying)")
+    failed = any(isinstance(a, dict) and "error" in a for a in replies.values())
+    return 1 if failed or not (replies or args.action == "shutdown") else 0
 
 
 def _dlq_parser(commands: Any) -> None:
@@ -743,6 +860,7 @@ async def _until_done(stop: asyncio.Event, worker: Worker | None, link: ChildLin
     waits: dict[str, Coroutine[Any, Any, Any]] = {}
     if worker is not None:
         waits["failed"] = worker.wait_failed()
+        waits["shutdown"] = worker.wait_shutdown()
     waits["signal"] = stop.wait()
     if link is not None:
         waits["orphaned"] = link.wait_orphaned()
@@ -755,6 +873,14 @@ async def _until_done(stop: asyncio.Event, worker: Worker | None, link: ChildLin
     if reason == "orphaned":
         log.warning("the pool's supervisor is gone; stopping")
         return 1
+    if reason == "shutdown":
+        log.info("stopping: shutdown by remote control, waiting for running tasks")
+        if link is None:
+            return 0
+        # A pool's child: the pool starts another in its place.
+        leaving = Leaving(Leave.SHUTDOWN, "shut down by remote control")
+        await link.leaving(leaving)
+        return int(leaving.status)
     if reason == "leave":
         assert link is not None
         log.log(outcome.level, "%s; stopping", outcome.why)

@@ -1,4 +1,7 @@
-"""Remote control from the client side: revoking tasks, in Celery's wire format.
+"""Remote control from the client side, in Celery's wire format: revoking tasks,
+inspecting workers (``ping``, ``active``, ``reserved``, ``scheduled``, ...) and
+controlling them (``shutdown``, ``add_consumer``, ``cancel_consumer``, ``rate_limit``).
+Every command reaches aioqueue's workers and Celery's alike.
 
 ``await app.control.revoke(task_id)`` does two things, in this order:
 
@@ -47,6 +50,7 @@ from .topology import (
 from .transport.base import Delivery, Envelope
 
 __all__ = (
+    "CONTROL_METHODS",
     "INSPECT_METHODS",
     "STORED_HEADER",
     "Control",
@@ -62,7 +66,20 @@ __all__ = (
 log = logging.getLogger("aioqueue.control")
 
 #: The ``inspect`` commands workers answer (aioqueue's and Celery's alike).
-INSPECT_METHODS = ("ping", "active", "registered", "stats", "query_task", "revoked")
+INSPECT_METHODS = (
+    "ping",
+    "active",
+    "reserved",
+    "scheduled",
+    "registered",
+    "stats",
+    "query_task",
+    "revoked",
+    "active_queues",
+)
+
+#: The control commands that change workers (aioqueue's and Celery's alike).
+CONTROL_METHODS = ("revoke", "shutdown", "add_consumer", "cancel_consumer", "rate_limit")
 
 #: Header of a control command whose revocation is in the state store already.
 STORED_HEADER = "x-aioqueue-stored"
@@ -135,13 +152,16 @@ def merge_replies(replies: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def render_replies(replies: dict[str, Any]) -> str:
-    """Replies as Celery's CLI prints them: ``-> host: OK pong`` per worker (pure)."""
+    """Replies as Celery's CLI prints them: ``-> host: OK pong`` (``ERROR reason``) per
+    worker (pure)."""
     if not replies:
         return "Error: No nodes replied within time constraint"
     lines = []
     for hostname, answer in sorted(replies.items()):
         if isinstance(answer, dict) and set(answer) == {"ok"}:
             lines.append(f"->  {hostname}: OK {answer['ok']}")
+        elif isinstance(answer, dict) and set(answer) == {"error"}:
+            lines.append(f"->  {hostname}: ERROR {answer['error']}")
         elif isinstance(answer, list):
             lines.append(f"->  {hostname}: OK")
             lines += [
@@ -187,6 +207,12 @@ def decode_revocation(value: bytes) -> tuple[list[str], float]:
     if not (ok_ids and ok_expires):
         raise MessageError("not a revocation record: ids must be strings, expires a number")
     return ids, float(expires)
+
+
+def _queue(queue: str) -> str:
+    if not isinstance(queue, str) or not queue.strip():
+        raise ConfigurationError(f"a queue name is needed, got {queue!r}")
+    return queue
 
 
 def _task_ids(task_id: str | Iterable[str]) -> list[str]:
@@ -342,6 +368,106 @@ class Control:
     ) -> dict[str, Any]:
         """``{hostname: [revoked task ids]}`` of the workers that answered in time."""
         return await self.broadcast("revoked", destination=destination, timeout=timeout)
+
+    async def reserved(
+        self, *, timeout: float = 1.0, destination: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """``{hostname: [request]}``: the tasks each worker received and has not started
+        (waiting for a free slot, or for their rate limit)."""
+        return await self.broadcast("reserved", destination=destination, timeout=timeout)
+
+    async def scheduled(
+        self, *, timeout: float = 1.0, destination: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """``{hostname: [{"eta", "priority", "request"}]}``: the eta tasks each worker
+        holds until they are due. A Celery worker holds every countdown and eta task it
+        received; an aioqueue worker only for the last few milliseconds, as the broker
+        holds them until then (see ``aioqueue.worker.inspection``)."""
+        return await self.broadcast("scheduled", destination=destination, timeout=timeout)
+
+    async def active_queues(
+        self, *, timeout: float = 1.0, destination: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """``{hostname: [queue]}``: the queues each worker consumes now, as kombu
+        describes them (name, exchange, routing key, ...)."""
+        return await self.broadcast("active_queues", destination=destination, timeout=timeout)
+
+    async def shutdown(
+        self, *, timeout: float = 1.0, destination: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """Stop workers as on SIGTERM: no new tasks, running ones finish.
+
+        :return: ``{hostname: {"ok": "shutdown"}}`` of the aioqueue workers that
+            answered; Celery workers stop without answering.
+        """
+        return await self.broadcast("shutdown", destination=destination, timeout=timeout)
+
+    async def add_consumer(
+        self,
+        queue: str,
+        *,
+        exchange: str | None = None,
+        exchange_type: str = "direct",
+        routing_key: str | None = None,
+        timeout: float = 1.0,
+        destination: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Make workers declare ``queue`` and consume it.
+
+        Without ``exchange``, an aioqueue worker uses its app's definition of ``queue``
+        or the default shape (as ``-Q`` does), a Celery worker its own; with one, the
+        queue is bound to that exchange with ``routing_key`` (default: the queue's name).
+
+        :return: ``{hostname: {"ok": "add consumer <queue>"}}``, or ``{"error": ...}``
+            from a worker that could not.
+        :raises ConfigurationError: no queue name.
+        """
+        arguments = {
+            "queue": _queue(queue),
+            "exchange": exchange,
+            "exchange_type": exchange_type,
+            "routing_key": routing_key,
+        }
+        return await self.broadcast(
+            "add_consumer", arguments, destination=destination, timeout=timeout
+        )
+
+    async def cancel_consumer(
+        self, queue: str, *, timeout: float = 1.0, destination: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """Make workers stop consuming ``queue``; what they received from it still runs.
+
+        :return: ``{hostname: {"ok": "no longer consuming from <queue>"}}``; an aioqueue
+            worker that does not consume it answers ``{"error": ...}`` saying so.
+        :raises ConfigurationError: no queue name.
+        """
+        return await self.broadcast(
+            "cancel_consumer", {"queue": _queue(queue)}, destination=destination, timeout=timeout
+        )
+
+    async def rate_limit(
+        self,
+        task_name: str,
+        rate_limit: str | float | None,
+        *,
+        timeout: float = 1.0,
+        destination: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Set a task's rate limit on workers, from its next message on.
+
+        :param rate_limit: ``"10/s"``, ``"100/m"``, ``"5/h"``, a number per second;
+            ``None``, ``""`` or ``0``: no limit.
+        :return: ``{hostname: {"ok": "new rate limit set successfully"}}`` (or ``"rate
+            limit disabled successfully"``), or ``{"error": ...}`` for a task the worker
+            does not know or a rate it cannot read.
+        :raises ConfigurationError: no task name.
+        """
+        if not task_name:
+            raise ConfigurationError("rate_limit needs a task name")
+        arguments = {"task_name": task_name, "rate_limit": rate_limit}
+        return await self.broadcast(
+            "rate_limit", arguments, destination=destination, timeout=timeout
+        )
 
     async def _call(
         self,

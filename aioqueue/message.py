@@ -218,17 +218,25 @@ class ResultMessage(BaseModel):
     traceback: str | None = None
     children: list[Any] = Field(default_factory=list)
     date_done: datetime | None = None
+    #: The task's group and parent, sent (as Celery's) only when it has them.
+    group_id: str | None = None
+    parent_id: str | None = None
 
     def body(self) -> dict[str, Any]:
         """The body value in Celery's key order."""
-        return {
+        body: dict[str, Any] = {
             "status": self.status.value,
             "result": self.result,
             "traceback": self.traceback,
             "children": self.children,
             "date_done": _iso(self.date_done),
-            "task_id": self.task_id,
         }
+        if self.group_id is not None:
+            body["group_id"] = self.group_id
+        if self.parent_id is not None:
+            body["parent_id"] = self.parent_id
+        body["task_id"] = self.task_id
+        return body
 
 
 def utc_now() -> datetime:

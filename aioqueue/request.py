@@ -38,11 +38,17 @@ class Request:
     root_id: str | None = None
     parent_id: str | None = None
     group: str | None = None
+    group_index: int | None = None
     eta: datetime | None = None
     expires: datetime | None = None
     reply_to: str | None = None
     delivery_info: DeliveryInfo | None = None
     hostname: str | None = None
+    #: The message's AMQP priority, if it had one.
+    priority: int | None = None
+    #: The message's headers beyond the protocol's own: the caller's (``headers={...}``,
+    #: which Celery's request shows as attributes), and any the broker added.
+    headers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -17,11 +17,16 @@ from collections.abc import Generator, Iterable
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from .exceptions import (
+    AioQueueError,
     ConfigurationError,
+    MaxRetriesExceededError,
     ResultTimeoutError,
+    SoftTimeLimitExceeded,
     TaskError,
     TaskExpiredError,
     TaskRevokedError,
+    TimeLimitExceeded,
+    UnknownTaskError,
 )
 from .message import ResultMessage, State
 from .results.base import ResultBackend
@@ -39,6 +44,17 @@ R = TypeVar("R")
 
 # Exception types from these modules are rebuilt on the caller by default.
 DEFAULT_EXCEPTION_MODULES = frozenset({"builtins", "asyncio.exceptions", "aioqueue.exceptions"})
+# Where a revocation's TaskRevokedError comes from: Celery's module, which aioqueue's
+# workers name too, or aioqueue's own (older aioqueue workers).
+_REVOCATION_MODULES = frozenset({"celery.exceptions", "aioqueue.exceptions"})
+# What a Celery worker's own failures are on an aioqueue caller: the same errors under
+# aioqueue's names, so that one ``except`` serves both kinds of worker.
+_CELERY_ERRORS: dict[str, type[AioQueueError]] = {
+    "NotRegistered": UnknownTaskError,
+    "MaxRetriesExceededError": MaxRetriesExceededError,
+    "TimeLimitExceeded": TimeLimitExceeded,
+    "SoftTimeLimitExceeded": SoftTimeLimitExceeded,
+}
 
 
 class Revoker(Protocol):
@@ -244,19 +260,26 @@ def rebuild_exception(message: ResultMessage, allowed_modules: Iterable[str]) ->
 
     The remote type is used only when its module is in ``allowed_modules`` and is already
     imported (nothing is imported on behalf of a message), it subclasses ``Exception``,
-    and it can be built from ``exc_message``. Otherwise a :class:`TaskError` carries the
-    type name, message and remote traceback.
+    and it can be built from ``exc_message``. A Celery worker's own errors
+    (``celery.exceptions``: ``NotRegistered``, ``MaxRetriesExceededError``, the time
+    limits) are raised as aioqueue's (:class:`~aioqueue.UnknownTaskError`, ...).
+    Otherwise a :class:`TaskError` carries the type name, message and remote traceback.
     """
-    if message.status is State.REVOKED:
-        return _revoked(message)
     info = message.result if isinstance(message.result, dict) else {}
     exc_type = str(info.get("exc_type", "Exception"))
     exc_module = info.get("exc_module")
+    if message.status is State.REVOKED or (
+        # A revocation passed on as a FAILURE (a chord whose header member was revoked).
+        exc_type == "TaskRevokedError" and exc_module in _REVOCATION_MODULES
+    ):
+        return _revoked(message)
     raw_args = info.get("exc_message", [])
     args = list(raw_args) if isinstance(raw_args, list | tuple) else [raw_args]
     exc: BaseException | None = None
     allowed = set(allowed_modules)
-    if exc_module in allowed:
+    if exc_module == "celery.exceptions" and exc_type in _CELERY_ERRORS:
+        exc = _from_celery(exc_type, args)
+    elif exc_module in allowed:
         module = builtins if exc_module == "builtins" else sys.modules.get(str(exc_module))
         cls = getattr(module, exc_type, None)
         if isinstance(cls, type) and issubclass(cls, Exception):
@@ -270,6 +293,14 @@ def rebuild_exception(message: ResultMessage, allowed_modules: Iterable[str]) ->
     if message.traceback:
         exc.add_note(f"Remote traceback (task {message.task_id}):\n{message.traceback}")
     return exc
+
+
+def _from_celery(exc_type: str, args: list[Any]) -> AioQueueError:
+    """aioqueue's twin of a Celery worker's own error, its text naming Celery's."""
+    text = ", ".join(str(a) for a in args)
+    if exc_type == "NotRegistered":
+        text = f"task {text!r} is not registered on the worker"
+    return _CELERY_ERRORS[exc_type](f"{text} (celery.exceptions.{exc_type})")
 
 
 def _revoked(message: ResultMessage) -> TaskRevokedError:

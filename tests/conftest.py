@@ -8,10 +8,6 @@ where they fail: CI must never pass by skipping the broker.
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import socket
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,11 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import delete_topology
+from tests.helpers import delete_topology, fresh_vhost
 from tests.processes import WorkerProcesses
-
-AMQP_HOST = os.environ.get("AIOQUEUE_TEST_AMQP_HOST", "127.0.0.1")
-AMQP_PORT = int(os.environ.get("AIOQUEUE_TEST_AMQP_PORT", "5672"))
 
 
 @pytest.fixture(
@@ -43,38 +36,11 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
 
 
-def _broker_answers() -> bool:
-    try:
-        with socket.create_connection((AMQP_HOST, AMQP_PORT), timeout=2) as sock:
-            sock.sendall(b"AMQP\x00\x00\x09\x01")
-            return bool(sock.recv(8))
-    except OSError:
-        return False
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="session")
 def amqp_url() -> Iterator[str]:
     """The URL of a fresh vhost on the local RabbitMQ, deleted after the session."""
-    if not _broker_answers():
-        message = f"no RabbitMQ answers on {AMQP_HOST}:{AMQP_PORT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true: AMQP tests must run)")
-        pytest.skip(message)
-    if shutil.which("rabbitmqctl") is None:
-        # A broker we cannot administer: share the default vhost, tests use unique names.
-        yield f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/"
-        return
-    vhost = f"aioqueue-test-{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/{vhost}"
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+    with fresh_vhost("aioqueue-test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from .crontab import crontab
 from .schedule import EPOCH, Schedule, at, every
 
 __all__ = (
+    "BEAT_TASK_HEADER",
     "MAX_CATCH_UP",
     "CatchUp",
     "Entry",
@@ -44,6 +45,8 @@ __all__ = (
 CatchUp = Literal["skip", "once", "all"]
 #: At most this many missed slots of one entry are sent at once with ``catch_up="all"``.
 MAX_CATCH_UP = 1_000
+#: The header Celery's beat sets (true) on every task message it sends.
+BEAT_TASK_HEADER = "celery_beat_task"
 # A slot that passed less than this ago is on time (the scheduler wakes a little late).
 GRACE = timedelta(seconds=2)
 _NAMESPACE = uuid.UUID("6f1c6a8e-3f0f-4d0e-9a8e-b3a7c1e0b2d4")
@@ -104,6 +107,8 @@ class Entry:
         lifetime = self._lifetime(slot)
         if lifetime is not None:
             options["expires"] = (slot + lifetime).isoformat()
+        # As Celery's beat marks what it sends (Celery 5.7 headers).
+        options["headers"] = {**(options.get("headers") or {}), BEAT_TASK_HEADER: True}
         return {**self.canvas, "options": options}
 
     def _lifetime(self, slot: datetime) -> timedelta | None:

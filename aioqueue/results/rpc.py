@@ -6,7 +6,9 @@ durable with ``x-expires`` rather than exclusive, so states published while this
 is reconnecting wait for it; RabbitMQ deletes the queue once the client has been gone
 for ``reply_queue_expires`` seconds, and :meth:`RpcBackend.aclose` deletes it at once.
 A backend opened again after :meth:`RpcBackend.aclose` (a second ``async with app``,
-another event loop) starts a new reply queue.
+another event loop) starts a new reply queue, and so does the next send once the queue
+cannot be consumed again (deleted, or a classic queue whose cluster node is down): the
+waiters of results sent to it fail with :class:`BrokerConnectionError`.
 
 With ``persistent`` (``App(result_persistent=True)``) states also survive a broker
 restart: the reply queue is a quorum queue, which keeps every message on disk whatever
@@ -34,7 +36,13 @@ from collections.abc import Callable, Iterable
 
 from pydantic import ValidationError
 
-from ..exceptions import AioQueueError, BrokerConnectionError, MessageError, ResultTimeoutError
+from ..exceptions import (
+    AioQueueError,
+    BrokerConnectionError,
+    BrokerError,
+    MessageError,
+    ResultTimeoutError,
+)
 from ..message import ResultMessage
 from ..result import rebuild_exception
 from ..serialization import Codec
@@ -88,6 +96,7 @@ class RpcBackend:
         # leaves the others alone.
         self._waiters: dict[str, list[asyncio.Future[ResultMessage]]] = {}
         self._consumer: Consumer | None = None
+        self._watcher: asyncio.Task[None] | None = None
         # Created inside the running loop: the backend may be opened again in another.
         self._starting: asyncio.Lock | None = None
         self._closed = False
@@ -111,9 +120,24 @@ class RpcBackend:
                 self._spec = self._new_queue()
                 self._closed = False
             await self._transport.declare_queue(self._spec)
-            self._consumer = await self._transport.consume(
+            consumer = await self._transport.consume(
                 self.reply_to, self._on_delivery, prefetch=1000, no_ack=not self._persistent
             )
+            self._consumer = consumer
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(consumer))
+
+    async def _watch(self, consumer: Consumer) -> None:
+        """Once the reply queue cannot be consumed again (deleted, or a classic queue
+        whose cluster node is down), results sent to it cannot arrive: fail their
+        waiters, and let the next send start a new queue rather than wait for nothing."""
+        error = await consumer.wait_lost()
+        if self._consumer is not consumer:
+            return
+        lost = self.reply_to
+        self._consumer = None
+        self._spec = self._new_queue()
+        log.error("results sent to %s cannot arrive (%s); a new reply queue follows", lost, error)
+        self._fail_waiters(f"reply queue {lost!r} was lost: {error}")
 
     def _new_queue(self) -> QueueSpec:
         spec = reply_queue(str(uuid.uuid4()), self._expires)
@@ -126,11 +150,11 @@ class RpcBackend:
         self._closed = True
         self._starting = None
         consumer, self._consumer = self._consumer, None
-        for futures in self._waiters.values():
-            for future in futures:
-                if not future.done():
-                    future.set_exception(BrokerConnectionError("the app was closed"))
-        self._waiters.clear()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        self._fail_waiters("the app was closed")
         self._states.clear()
         if consumer is not None:
             try:
@@ -138,6 +162,13 @@ class RpcBackend:
                 await self._transport.delete_queue(self.reply_to)
             except AioQueueError as exc:
                 log.debug("reply queue cleanup: %s", exc)
+
+    def _fail_waiters(self, why: str) -> None:
+        for futures in self._waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(BrokerConnectionError(why))
+        self._waiters.clear()
 
     def state(self, task_id: str) -> ResultMessage | None:
         kept = self._states.get(task_id)
@@ -186,7 +217,12 @@ class RpcBackend:
             self._accept(delivery)
         except MessageError as exc:
             log.error("dropping unreadable result on %s: %s", self.reply_to, exc)
-        await delivery.ack()
+        try:
+            await delivery.ack()
+        except BrokerError as exc:
+            # The connection went under it (persistent states are acked): the broker
+            # delivers the state again, and a copy of a state taken in changes nothing.
+            log.debug("ack on %s failed (%s); the state comes again", self.reply_to, exc)
 
     def _accept(self, delivery: Delivery) -> None:
         envelope = delivery.envelope

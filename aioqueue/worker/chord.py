@@ -65,9 +65,11 @@ __all__ = (
     "Decision",
     "body_ran",
     "decide",
+    "check_joinable",
     "fired_by",
     "mark_body_ran",
     "record_part",
+    "unjoinable",
 )
 
 #: The header a message published by a chord's firing carries: the chord's group id.
@@ -106,6 +108,43 @@ def decide(parts: list[dict[str, Any]], size: int) -> Decision:
     return Decision("wait")
 
 
+def unjoinable(message: TaskMessage) -> str | None:
+    """Why the chord ``message`` is a header member of cannot be joined here, or
+    ``None`` when it can (pure).
+
+    aioqueue joins a chord in RabbitMQ, counting parts up to the ``chord_size`` its
+    clients put in the body's options. A Celery client sends no size: its chord is
+    joined in its result backend (Redis, a database), which aioqueue workers do not
+    share, so nothing would ever run the body.
+    """
+    body = message.chord or {}
+    options = body.get("options") or {}
+    group_id = message.group or options.get("group_id")
+    if group_id is None or message.group_index is None:
+        return (
+            f"task {message.task}[{message.id}] carries a chord body ({body.get('task')!r}) "
+            "but no group id and group_index: it is not a chord header member"
+        )
+    if not isinstance(options.get("chord_size"), int):
+        return (
+            f"task {message.task}[{message.id}] is a member of chord {group_id}, whose body "
+            f"{body.get('task')!r} has no chord_size: a chord sent by a Celery client is "
+            "joined in that client's result backend, which aioqueue workers cannot reach; "
+            "send the chord from an aioqueue client, or serve its header with Celery workers"
+        )
+    return None
+
+
+def check_joinable(message: TaskMessage) -> None:
+    """Refuse a chord header member this worker cannot join (see :func:`unjoinable`);
+    a message that is no chord member passes.
+
+    :raises MalformedMessageError: saying why.
+    """
+    if message.chord is not None and (reason := unjoinable(message)) is not None:
+        raise MalformedMessageError(reason)
+
+
 def part_body(message: TaskMessage, state: ResultMessage) -> dict[str, Any]:
     """What a finished member records in the chord queue."""
     return {
@@ -129,15 +168,13 @@ async def record_part(
     :param lock_wait: seconds to wait for the chord's lock while other passes hold it.
     :raises BrokerError: the lock stayed taken that long.
     """
+    reason = unjoinable(message)  # also without a chord body: nothing to record then
+    if reason is not None:
+        raise MalformedMessageError(reason)
     body = message.chord or {}
     options = body.get("options") or {}
-    group_id = message.group or options.get("group_id")
-    size = options.get("chord_size")
-    if group_id is None or message.group_index is None or not isinstance(size, int):
-        raise MalformedMessageError(
-            f"task {message.task!r}: embed.chord needs a group id, group_index and "
-            "options.chord_size (chords from Celery clients need a chord_size)"
-        )
+    group_id: str = message.group or options["group_id"]
+    size: int = options["chord_size"]
     codec = broker.codec
     queue = await broker.declare_chord(group_id)
     part = Envelope(body=codec.encode(part_body(message, state)))

@@ -31,8 +31,21 @@ class Followups:
     chord_members: list[TaskMessage] = field(default_factory=list)
 
     def children(self) -> list[Any]:
-        """The ``children`` field of the task's result: ``[[id, None], None]`` each."""
-        return [[[o.message.id, None], None] for o in self.tasks.messages]
+        """The ``children`` field of the task's result, as Celery's: ``[[id, None], None]``
+        for a task, ``[[group id, None], [its members' ...]]`` for a group."""
+        out: list[Any] = []
+        groups: dict[str, list[Any]] = {}
+        for outgoing in self.tasks.messages:
+            message = outgoing.message
+            child = [[message.id, None], None]
+            if message.group is None or message.chord is not None:
+                out.append(child)
+                continue
+            if message.group not in groups:
+                groups[message.group] = []
+                out.append([[message.group, None], groups[message.group]])
+            groups[message.group].append(child)
+        return out
 
 
 def followups(message: TaskMessage, state: ResultMessage, codec: Codec) -> Followups:

@@ -57,13 +57,14 @@ from ..exceptions import (
     AioQueueError,
     BrokerConnectionError,
     BrokerError,
+    ConfigurationError,
     EncodeError,
     MessageError,
     PartialPublishError,
     PublishError,
     Retry,
 )
-from ..message import ResultMessage, TaskMessage, utc_now
+from ..message import ResultMessage, State, TaskMessage, utc_now
 from ..ratelimit import TokenBucket
 from ..registry import Registry
 from ..request import DeliveryInfo, Request
@@ -85,7 +86,7 @@ from .blocking import BlockWatch
 from .completion import Followups, followups
 from .events import WorkerEvents
 from .finished import DEFAULT_CAPACITY, FinishedTasks
-from .inspection import WorkerView
+from .inspection import WorkerView, broker_info
 from .limits import ThreadSlots
 from .pidbox import Pidbox, default_hostname
 from .retry import Backoff
@@ -193,6 +194,8 @@ class Worker:
         self.outcome_backoff = outcome_backoff
         self.max_redeliveries = max_redeliveries
         self.processed = 0
+        # Per task name, for ``inspect stats`` (Celery's ``total``).
+        self._totals: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}
         #: The worker's name; its pidbox queue is ``<hostname>.celery.pidbox``.
         self.hostname: str = hostname or default_hostname(self.id)
@@ -200,16 +203,26 @@ class Worker:
         # cancels; the pidbox applies the revoke commands.
         self.revocations = Revocations(broker.transport, expires=revoke_expires)
         # What the pidbox answers inspect commands from; the worker keeps it current.
+        transport = broker.transport
         self._view = WorkerView(
             tasks=registry.user_tasks,
             concurrency=concurrency,
-            processed=lambda: self.processed,
+            totals=lambda: self._totals,
+            broker=broker_info(
+                getattr(transport, "nodes", ()),
+                connect_timeout=getattr(transport, "connect_timeout", None),
+            ),
             hostname=self.hostname,
+            prefetch=self.prefetch,
+            decode=lambda envelope: execute.decode(envelope, broker.codec),
+            queues=lambda: [(n, self._queue(n)) for n in self._consuming],
         )
-        self._pidbox = Pidbox(broker, self.revocations, self.hostname, self._view)
+        self._pidbox = Pidbox(broker, self.revocations, self.hostname, self._view, self)
         self._by_name = {q.name: q for q in self.queues}
         self._threads = ThreadSlots(concurrency)
         self._consumers: list[Consumer] = []
+        # The consumer of each queue consumed now (cancel_consumer takes it out).
+        self._by_consumer: dict[str, Consumer] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._running: set[asyncio.Task[Any]] = set()
         self._failure: BrokerError | None = None
@@ -220,6 +233,11 @@ class Worker:
         self._hurry = asyncio.Event()
         self._failed = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._shutdown = asyncio.Event()
+        # A stop that remote control's shutdown started (stop() then waits for it).
+        self._stopping: asyncio.Task[None] | None = None
+        self._closing = False  # stop() has begun: no consumer is added any more
+        self._changing = asyncio.Lock()  # add_consumer / cancel_consumer, one at a time
         # Whether task events are logged (INFO): read once, in start().
         self._info = log.isEnabledFor(logging.INFO)
         self._block_watch = (
@@ -268,6 +286,8 @@ class Worker:
         self._slots = asyncio.Semaphore(self.concurrency)
         self._idle, self._hurry = asyncio.Event(), asyncio.Event()
         self._failed, self._stopped = asyncio.Event(), asyncio.Event()
+        self._shutdown, self._stopping = asyncio.Event(), None
+        self._closing, self._changing = False, asyncio.Lock()
         self._idle.set()
         self._failure = None
         self._info = log.isEnabledFor(logging.INFO)
@@ -294,6 +314,7 @@ class Worker:
                     name, self._on_delivery, prefetch=self.prefetch
                 )
                 self._consumers.append(consumer)
+                self._by_consumer[name] = consumer
                 watcher = asyncio.create_task(self._watch(name, consumer))
                 self._watchers.add(watcher)
         except BaseException:
@@ -326,6 +347,84 @@ class Worker:
         assert self._failure is not None
         return self._failure
 
+    async def wait_shutdown(self) -> None:
+        """Wait until remote control asked this worker to shut down (``control
+        shutdown``); the worker is stopping by itself then, and :meth:`stop` waits for
+        that stop to end."""
+        await self._shutdown.wait()
+
+    def request_shutdown(self) -> None:
+        """Stop as on SIGTERM, in the background: what remote control's ``shutdown``
+        does (:meth:`wait_shutdown` returns, :meth:`wait_stopped` once stopped)."""
+        if self._stopping is None:
+            self._shutdown.set()
+            self._stopping = asyncio.create_task(self.stop())
+
+    async def add_consumer(self, queue: str, definition: Destination | None) -> bool:
+        """Declare ``queue`` and consume it, as if it had been given at the start
+        (``definition``: its shape; ``None``: the app's definition of that name, or the
+        default shape). ``False`` when it is consumed already.
+
+        :raises ConfigurationError: the worker is stopping.
+        :raises DeclarationConflictError: it exists with other settings.
+        :raises BrokerError: it cannot be declared or consumed.
+        """
+        # One change of the queues at a time: two commands for one queue add it once.
+        async with self._changing:
+            if any(q == queue or self._queue(q).name == queue for q in self._consuming):
+                return False
+            destination = definition or self.broker.queue(queue)
+            await self.broker.declare(destination, strict=True)
+            name = destination.name
+            if isinstance(destination, Broadcast):
+                name = await self.broker.declare_worker_queue(destination, self.id)
+            self._by_name[name] = destination
+            consumer = await self.broker.transport.consume(
+                name, self._on_delivery, prefetch=self.prefetch
+            )
+            if self._closing:
+                # stop() began meanwhile, and would not see this consumer.
+                await consumer.close()
+                raise ConfigurationError(f"worker {self.hostname!r} is stopping: no queue added")
+            self._consumers.append(consumer)
+            self._by_consumer[name] = consumer
+            self._watchers.add(asyncio.create_task(self._watch(name, consumer)))
+            self._consuming.append(name)
+            return True
+
+    async def cancel_consumer(self, queue: str) -> None:
+        """Stop consuming ``queue`` (a name given at the start or added since): no new
+        deliveries; what was received from it still runs and is acked.
+
+        :raises ConfigurationError: the worker does not consume it.
+        """
+        async with self._changing:
+            names = [q for q in self._consuming if q == queue or self._queue(q).name == queue]
+            if not names:
+                consuming = ", ".join(self._consuming) or "none"
+                raise ConfigurationError(
+                    f"worker {self.hostname!r} does not consume {queue!r} "
+                    f"(it consumes: {consuming})"
+                )
+            for name in names:
+                consumer = self._by_consumer.pop(name, None)
+                self._consuming.remove(name)
+                if consumer is not None:
+                    # Closed with the others when the worker stops: what it delivered
+                    # runs to its end and is acked on its channel meanwhile.
+                    await consumer.cancel()
+
+    def set_rate_limit(self, task_name: str, rate: float | None) -> None:
+        """Set the rate limit of ``task_name`` (tasks per second; ``None``: none) from
+        its next message on. The registry's task is changed: in an embedded worker,
+        the app's, for every worker of the process.
+
+        :raises UnknownTaskError: no such task is registered.
+        """
+        task = self.registry.lookup(task_name)
+        task.rate_limit = rate
+        self._buckets.pop(task_name, None)
+
     async def wait_overrun(self) -> None:
         """Wait until a sync task has run past its hard time limit: it failed with
         ``TimeLimitExceeded``, but its thread runs on, as a thread cannot be stopped
@@ -339,12 +438,22 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop consuming, let running tasks finish (bounded), cancel the rest, and close
-        the consumers (what is unacked returns to its queue)."""
+        the consumers (what is unacked returns to its queue). While a stop started by
+        remote control's ``shutdown`` runs, this waits for it instead."""
+        stopping = self._stopping
+        if stopping is not None and stopping is not asyncio.current_task():
+            await asyncio.shield(stopping)
+            return
+        await self._stop()
+
+    async def _stop(self) -> None:
+        self._closing = True
         watchers, self._watchers = self._watchers, set()
         for watcher in watchers:
             watcher.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
         consumers, self._consumers = self._consumers, []
+        self._by_consumer = {}
         for consumer in consumers:
             try:
                 await consumer.cancel()
@@ -394,8 +503,16 @@ class Worker:
         self._running.add(current)
         self._idle.clear()
         try:
-            async with self._slots:
+            if self._slots.locked():
+                # Received, not started: shown as reserved while it waits for a slot.
+                with self._view.waiting(delivery):
+                    await self._slots.acquire()
+            else:
+                await self._slots.acquire()
+            try:
                 await self._process(delivery)
+            finally:
+                self._slots.release()
         except BrokerConnectionError as exc:
             # The connection went, or the broker did not confirm in time: the message
             # runs again (if the channel is gone, the broker returns it by itself).
@@ -457,16 +574,19 @@ class Worker:
             await self._delay(delivery, due.delay_bucket_ms)
             return
         if due.wait_s:
-            # A millisecond more: uvloop's timers are millisecond-grained and may fire early.
-            await asyncio.sleep(due.wait_s + 0.001)
+            await self._hold(delivery, message, due.wait_s)
         if delivery.redelivered and await self._redelivered_too_often(delivery, message):
             return
         try:
             bound = execute.bind(task, message)
+            # A chord member whose body nothing could ever run (a Celery client's chord
+            # is joined in that client's result backend) is not run either: its caller
+            # and the body's are told why, and the message waits in the .dlq.
+            chord.check_joinable(message)
         except MessageError as exc:
             await self._dead_letter(delivery, exc, message)
             return
-        if task.rate_limit is not None and await self._rate_limited(delivery, task):
+        if task.rate_limit is not None and await self._rate_limited(delivery, task, message):
             return
         delivery = await self._ack_early(delivery, task)
         group_id = chord.fired_by(message)
@@ -479,11 +599,38 @@ class Worker:
             else:
                 await self._conclude(delivery, message, outcome)
         self.processed += 1
+        self._totals[message.task] = self._totals.get(message.task, 0) + 1
+
+    async def _hold(self, delivery: Delivery, message: TaskMessage, wait_s: float) -> None:
+        """Wait the last moments before ``message`` is due (shown as scheduled)."""
+        with self._view.holding(delivery, message):
+            # A millisecond more: uvloop's timers are millisecond-grained and may fire early.
+            await asyncio.sleep(wait_s + 0.001)
 
     def _revoked_event(self, task_id: str, *, expired: bool) -> None:
         if self._events is not None:
             source = self._events.source
             self._events.task(events.task_revoked(source, task_id=task_id, expired=expired))
+
+    def _rejected_events(
+        self, delivery: Delivery, error: MessageError, message: TaskMessage | None
+    ) -> None:
+        assert self._events is not None
+        source = self._events.source
+        if message is not None:
+            task_id: str | None = message.id
+        else:
+            headers = delivery.envelope.headers
+            task_id = _str_or_none(headers.get("id")) or delivery.envelope.correlation_id
+        if not task_id:
+            return  # an event without a task id would mean nothing to a monitor
+        self._events.task(events.task_rejected(source, task_id=task_id, requeue=False))
+        if message is not None:
+            # Its caller is told FAILURE: so are monitors, as Celery does for an
+            # unknown task (task-failed after the rejection).
+            self._events.task(
+                events.task_failed(source, task_id=task_id, exception=error, traceback="")
+            )
 
     async def _ack_early(self, delivery: Delivery, task: Task[Any, Any]) -> Delivery:
         """The delivery to settle once the task ran: ``delivery``, or for a task with
@@ -526,7 +673,9 @@ class Worker:
         await self._dead_letter(delivery, error, message)
         return True
 
-    async def _rate_limited(self, delivery: Delivery, task: Task[Any, Any]) -> bool:
+    async def _rate_limited(
+        self, delivery: Delivery, task: Task[Any, Any], message: TaskMessage
+    ) -> bool:
         """Wait for the task's rate limit; a long wait is spent in the broker's delay
         queues instead, so the message is not held here. Returns whether it was."""
         assert task.rate_limit is not None
@@ -542,7 +691,8 @@ class Worker:
                 return True
         wait = bucket.take(now)
         if wait > 0:
-            await asyncio.sleep(wait)
+            with self._view.waiting(delivery, message):
+                await asyncio.sleep(wait)
         return False
 
     async def _retry(self, delivery: Delivery, message: TaskMessage, retry: Retry) -> None:
@@ -724,7 +874,8 @@ class Worker:
         if not todo.tasks.messages and not todo.states:
             await self._report(message, state)
         else:
-            if todo.tasks.messages:
+            if todo.tasks.messages and state.status is State.SUCCESS:
+                # Celery's children are what a success set off; errbacks are not.
                 state = state.model_copy(update={"children": todo.children()})
             # What follows goes out first: the next step of a chain is the workflow's
             # critical path, the result is not. Both are confirmed before the ack.
@@ -812,7 +963,7 @@ class Worker:
             self._events.task(events.task_started(self._events.source, task_id=message.id))
         started = time.perf_counter()
         try:
-            with running, self._view.running(message):
+            with running, self._view.running(message, delivery):
                 value = await execute.call_with_limit(task, bound, self._threads, hard, soft)
             # A result that cannot travel fails the task here, before anything is sent.
             if not running.terminated and _sends_result(message):
@@ -872,17 +1023,25 @@ class Worker:
             root_id=message.root_id,
             parent_id=message.parent_id,
             group=message.group,
+            group_index=message.group_index,
             eta=message.eta,
             expires=message.expires,
             reply_to=message.reply_to,
             delivery_info=DeliveryInfo(delivery.queue, redelivered=delivery.redelivered),
             hostname=self.hostname,
+            priority=message.priority,
+            headers=message.extra_headers,
         )
 
     async def _report(self, message: TaskMessage, state: ResultMessage) -> None:
         """Send ``state`` to the caller, if it asked for results."""
         if not message.reply_to or message.ignore_result:
             return
+        if message.group is not None or message.parent_id is not None:
+            # Celery's results name the task's group and parent when it has them.
+            state = state.model_copy(
+                update={"group_id": message.group, "parent_id": message.parent_id}
+            )
         codec = self.broker.codec
         envelope = Envelope(
             body=codec.encode(state.body()),
@@ -959,6 +1118,8 @@ class Worker:
     ) -> None:
         """Park bad input in ``<queue>.dlq`` with the reason, tell the caller, ack."""
         await self._to_dlq(delivery, error)
+        if self._events is not None:
+            self._rejected_events(delivery, error, message)
         if message is not None:
             # A failure like any other (as Celery marks an unknown task): the caller is
             # told, errbacks run, steps chained after it fail, its chord records it.

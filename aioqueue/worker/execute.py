@@ -186,7 +186,9 @@ def revoked_state(task_id: str, reason: str, *details: str) -> ResultMessage:
         result={
             "exc_type": "TaskRevokedError",
             "exc_message": [reason, *details],
-            "exc_module": "aioqueue.exceptions",
+            # Celery's module, as its workers send: a Celery caller raises its own
+            # TaskRevokedError (an aioqueue caller goes by the REVOKED status).
+            "exc_module": "celery.exceptions",
         },
         date_done=utc_now(),
     )

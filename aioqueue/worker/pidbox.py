@@ -14,11 +14,17 @@ wants a reply, which goes to that exchange and key as ``{hostname: answer}``.
 
 Served: ``revoke`` (see ``aioqueue.worker.revocations``; a command without
 :data:`~aioqueue.control.STORED_HEADER`, i.e. from a Celery client, is also written to
-the state store), ``ping``, ``revoked``, ``registered``, ``stats``, ``active`` and
-``query_task`` (from the worker's read-only
-:class:`~aioqueue.worker.inspection.Inspection`). Anything else, and anything malformed, is
-logged with the reason and ignored: a control message never stops a worker.
-:func:`parse_command` and the answers are pure.
+the state store), ``ping``, ``revoked``, ``registered``, ``stats``, ``active``,
+``reserved``, ``scheduled``, ``active_queues`` and ``query_task`` (from the worker's read-only
+:class:`~aioqueue.worker.inspection.Inspection`), and ``shutdown``, ``add_consumer``,
+``cancel_consumer`` and ``rate_limit`` (through the worker's
+:class:`~aioqueue.worker.commands.Controls`; that module describes them).
+
+A message that is not a control command is logged with the reason and ignored. A
+command that cannot be carried out (arguments that do not fit, an unknown task or queue,
+a command aioqueue workers do not serve) is logged, and answered with Celery's
+``{"error": reason}`` when the sender waits for a reply, as a Celery worker answers.
+Only ``shutdown`` stops a worker. :func:`parse_command` and the answers are pure.
 """
 
 from __future__ import annotations
@@ -39,9 +45,18 @@ from ..exceptions import (
     ConfigurationError,
     MalformedMessageError,
     MessageError,
+    UnknownTaskError,
 )
 from ..topology import pidbox_exchange, pidbox_queue, pidbox_reply_exchange
 from ..transport.base import Consumer, Delivery, Envelope
+from .commands import (
+    Controls,
+    cancel_consumer_arguments,
+    consumer_arguments,
+    error,
+    ok,
+    rate_limit_arguments,
+)
 from .inspection import Inspection, query_answer
 from .revocations import Revocations
 
@@ -59,6 +74,9 @@ log = logging.getLogger("aioqueue.worker")
 
 # Control commands handled at once, at most; they are quick.
 _PREFETCH = 16
+# What Celery workers ask one another as they start (mingle): no answer is "no
+# neighbour to sync with", where an error would be read as a neighbour's data.
+_UNANSWERED = frozenset({"hello"})
 
 
 def default_hostname(worker_id: str) -> str:
@@ -182,6 +200,26 @@ def revoke_answer(task_ids: list[str], terminated: list[str] | None) -> dict[str
     return {"ok": f"tasks {{{', '.join(repr(i) for i in task_ids)}}} flagged as revoked"}
 
 
+def _inspect(command: Command, inspection: Inspection) -> Any:
+    """The answer to an ``inspect`` command from ``inspection``; ``None``: not one."""
+    method = command.method
+    if method == "registered":
+        return inspection.registered()
+    if method == "stats":
+        return inspection.stats()
+    if method == "active":
+        return inspection.active()
+    if method == "query_task":
+        return query_answer(inspection.active(), command.arguments)
+    if method == "reserved":
+        return inspection.reserved()
+    if method == "scheduled":
+        return inspection.scheduled()
+    if method == "active_queues":
+        return inspection.active_queues()
+    return None
+
+
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -192,7 +230,9 @@ class Pidbox:
     :param broker: the broker layer (its transport and codec).
     :param revocations: the worker's revocations, which ``revoke`` updates.
     :param hostname: the worker's name.
-    :param inspection: what ``registered`` and ``stats`` answer from (none: not served).
+    :param inspection: what the ``inspect`` commands answer from (none: not served).
+    :param controls: what ``shutdown``, ``add_consumer``, ``cancel_consumer`` and
+        ``rate_limit`` act on (none: not served).
     """
 
     def __init__(
@@ -201,9 +241,11 @@ class Pidbox:
         revocations: Revocations,
         hostname: str,
         inspection: Inspection | None = None,
+        controls: Controls | None = None,
     ) -> None:
         self.broker = broker
         self.inspection = inspection
+        self.controls = controls
         self.revocations = revocations
         self.hostname = hostname
         spec, self._binding = pidbox_queue(hostname)
@@ -266,16 +308,27 @@ class Pidbox:
             command = parse_command(self.broker.codec.decode(envelope.body, envelope.content_type))
             if not addressed_to(command, self.hostname):
                 return
-            answer = await self._serve(command, envelope)
         except MessageError as exc:
             log.warning("ignoring a control message on %s: %s", self.queue, exc)
             return
-        except Exception:
+        try:
+            answer = await self._serve(command, envelope)
+        except MessageError as exc:
+            log.warning("ignoring a control message on %s: %s", self.queue, exc)
+            answer = error(str(exc))
+        except AioQueueError as exc:
+            log.warning("control command %r on %s failed: %s", command.method, self.queue, exc)
+            answer = error(str(exc))
+        except Exception as exc:
             # Whatever went wrong, the worker goes on: the command is lost, not the worker.
             log.exception("control command on %s failed", self.queue)
-            return
+            answer = error(repr(exc))  # what a Celery worker answers
         if answer is not None and command.wants_reply:
             await self._reply(command, answer)
+        if command.method == "shutdown" and self.controls is not None:
+            # After the reply: the sender hears of it before the pidbox goes.
+            log.warning("%s (control command shutdown)", command.arguments.get("msg") or "shutdown")
+            self.controls.request_shutdown()
 
     async def _serve(self, command: Command, envelope: Envelope) -> Any:
         """Carry out ``command``; returns the answer, or ``None`` for none."""
@@ -285,15 +338,47 @@ class Pidbox:
             return {"ok": "pong"}
         if command.method == "revoked":
             return self.revocations.ids.live()
-        if command.method == "registered" and self.inspection is not None:
-            return self.inspection.registered()
-        if command.method == "stats" and self.inspection is not None:
-            return self.inspection.stats()
-        if command.method == "active" and self.inspection is not None:
-            return self.inspection.active()
-        if command.method == "query_task" and self.inspection is not None:
-            return query_answer(self.inspection.active(), command.arguments)
-        log.info("control command %r is not served by aioqueue workers; ignored", command.method)
+        if self.inspection is not None:
+            answer = _inspect(command, self.inspection)
+            if answer is not None:
+                return answer
+        if self.controls is not None:
+            answer = await self._control(command, self.controls)
+            if answer is not None:
+                return answer
+        reason = f"control command {command.method!r} is not served by aioqueue workers"
+        log.info("%s; ignored", reason)
+        if command.method in _UNANSWERED:
+            return None
+        return error(reason)
+
+    async def _control(self, command: Command, controls: Controls) -> dict[str, str] | None:
+        """Carry out a command that changes the worker; ``None``: not one of those."""
+        method, arguments = command.method, command.arguments
+        if method == "shutdown":
+            return ok("shutdown")  # the worker stops once this is answered
+        if method == "add_consumer":
+            request = consumer_arguments(arguments)
+            if await controls.add_consumer(request.queue, request.definition):
+                log.info("consuming %s (control command add_consumer)", request.queue)
+            return ok(f"add consumer {request.queue}")
+        if method == "cancel_consumer":
+            queue = cancel_consumer_arguments(arguments)
+            await controls.cancel_consumer(queue)
+            log.info("no longer consuming %s (control command cancel_consumer)", queue)
+            return ok(f"no longer consuming from {queue}")
+        if method == "rate_limit":
+            limit = rate_limit_arguments(arguments)
+            try:
+                controls.set_rate_limit(limit.task_name, limit.rate)
+            except UnknownTaskError:
+                # Celery's words first: "unknown task".
+                log.warning("rate_limit: unknown task %r", limit.task_name)
+                return error(f"unknown task {limit.task_name!r}: not registered on this worker")
+            log.info("rate limit of %s: %s", limit.task_name, arguments.get("rate_limit"))
+            if not limit.given:
+                return ok("rate limit disabled successfully")
+            return ok("new rate limit set successfully")
         return None
 
     async def _revoke(self, command: Command, envelope: Envelope) -> dict[str, str]:

@@ -15,12 +15,14 @@ passed as a file descriptor), carrying one JSON object per line:
 
 A child leaves by itself, gracefully (it stops consuming, finishes its running tasks,
 what is unacked returns to the queue), with a status of :class:`Leave`: after
-``--max-tasks-per-child`` tasks, above ``--max-memory-per-child``, or when a sync task
+``--max-tasks-per-child`` tasks, above ``--max-memory-per-child``, when a sync task
 ran past its hard time limit (its thread cannot be stopped: only the end of the
-process ends it). The supervisor then starts a replacement at once, *after* the old
-child has exited rather than while it drains: a child may be named (``-n``), and a
-name is held by one running worker at a time (its pidbox queue is exclusive), so a
-replacement of the same name could not start beside the old one. A child that stops
+process ends it), or when remote control's ``shutdown`` reached it (each child is a
+worker of its own name; the pool keeps its number of children). The supervisor then
+starts a replacement at once, *after* the old child has exited rather than while it
+drains: a child may be named (``-n``), and a name is held by one running worker at a
+time (its pidbox queue is exclusive), so a replacement of the same name could not start
+beside the old one. A child that stops
 on its own is killed once it has taken its shutdown timeout and :data:`KILL_GRACE`
 more. Any other exit is a crash: the child is started again after a backoff that
 doubles with each crash in a row (:func:`restart_delay`); a pool whose children
@@ -95,6 +97,8 @@ class Leave(IntEnum):
     MAX_MEMORY = 81
     #: A sync task ran past its hard time limit, and its thread could not be stopped.
     TIME_LIMIT = 82
+    #: Remote control's ``shutdown`` reached it (``control shutdown -d <child>``).
+    SHUTDOWN = 83
 
 
 _LEFT = {
@@ -103,6 +107,7 @@ _LEFT = {
     Leave.TIME_LIMIT: (
         "replaced: a sync task ran past its hard time limit, and its thread cannot be stopped"
     ),
+    Leave.SHUTDOWN: "restarted: shut down by remote control (stop a pool with SIGTERM)",
 }
 
 

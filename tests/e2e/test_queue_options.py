@@ -4,13 +4,15 @@ end to end, single active consumer, TTL and length limits (what is dropped reach
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from aioqueue import App, DeclarationConflictError, PublishError, Queue
-from aioqueue.transport.base import ExchangeSpec
+from aioqueue import App, DeclarationConflictError, PublishError, Queue, UnknownTaskError
+from aioqueue.topology import dlq_name
+from aioqueue.transport.base import ExchangeSpec, QueueSpec
 from tests.helpers import delete_topology, eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.amqp]
@@ -55,6 +57,24 @@ async def test_quorum_queue_end_to_end(amqp_url: str, cleanup: str) -> None:
         assert [await r.get(timeout=TIMEOUT) for r in results] == list(range(10))
         state = await app.transport.inspect_queue(cleanup)
         assert state is not None and state.consumers == 1
+
+
+async def test_a_classic_dlq_of_a_quorum_queue_is_used_as_it_is(
+    amqp_url: str, cleanup: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Declared by an aioqueue from before quorum queues had quorum .dlqs: a worker still
+    # starts, says how to replace it, and dead-letters into it.
+    app, _ = _app(amqp_url, Queue(cleanup, queue_type="quorum"))
+    async with app:
+        await app.transport.declare_queue(QueueSpec(dlq_name(cleanup)))
+        with caplog.at_level(logging.WARNING, "aioqueue.broker"):
+            async with app.worker():
+                with pytest.raises(UnknownTaskError):
+                    await (await app.send_task("options.no_such_task")).get(timeout=TIMEOUT)
+        assert f"{cleanup}.dlq exists with other settings than aioqueue's" in caplog.text
+        assert "empty it (aioqueue dlq replay or purge) and delete it" in caplog.text
+        state = await app.transport.inspect_queue(dlq_name(cleanup))
+        assert state is not None and state.messages == 1
 
 
 async def test_single_active_consumer_keeps_one_worker_on_the_queue(

@@ -2,7 +2,8 @@
 
 The shared broker on 5672 cannot be restarted or given TLS listeners by one test, so
 :func:`start_node` runs another node of the installed RabbitMQ beside it, with its own
-node name, data, logs and listeners (ports 5711-5719, distribution ports 25711-25719).
+node name, data, logs and listeners (ports 5711-5719, distribution ports 25711-25719;
+the cluster test's three nodes use 5701-5703 and 25701-25703).
 The machine's ``rabbitmq.conf`` pins 5672, which is why the node gets a config file of
 its own. :func:`make_certs` makes a CA, a server certificate for ``localhost`` and a
 client certificate with the ``openssl`` command, for a node with a TLS listener that

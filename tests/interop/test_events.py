@@ -17,6 +17,7 @@ import anyio
 import pytest
 
 from aioqueue import App
+from aioqueue.transport.base import Envelope
 from tests.processes import CLI, ROOT
 
 pytestmark = pytest.mark.anyio
@@ -188,3 +189,94 @@ async def test_worker_subprocess_with_e_and_the_events_command(
     for kind in ("task-received", "task-started", "task-succeeded"):
         assert kind in kinds
     assert kinds[-1] == "worker-offline"
+
+
+async def test_celery_receiver_sees_task_sent(amqp_url: str) -> None:
+    queue = f"ev-{uuid.uuid4().hex[:8]}"
+    with Capture(amqp_url) as seen:
+        async with App("sent", broker=amqp_url, default_queue=queue) as quiet:
+            unseen = await quiet.send_task("ev.add", args=[1, 2])
+        async with App(
+            "sent", broker=amqp_url, default_queue=queue, send_sent_event=True
+        ) as client:
+            result = await client.send_task("ev.add", args=[3, 4], countdown=60)
+            later = await client.send_task("ev.add", kwargs={"x": 1, "y": 2})
+            await _until(lambda: seen.of("task-sent", uuid=later.id))
+        await asyncio.sleep(0.5)  # anything the quiet client sent would be here by now
+    assert seen.of("task-sent", uuid=unseen.id) == []
+    sent = seen.of("task-sent", uuid=result.id)[0]
+    # Celery's own field order for a client's task-sent (tests/vectors/events/task-sent.json).
+    vector = json.loads((ROOT / "tests" / "vectors" / "events" / "task-sent.json").read_text())
+    # Celery's receiver adds local_received to what was sent.
+    assert [k for k in sent if k != "local_received"] == list(vector["body_json"])
+    assert sent["name"] == "ev.add"
+    assert sent["args"] == "(3, 4)"
+    assert sent["root_id"] == result.id and sent["parent_id"] is None
+    assert sent["eta"] is not None and sent["expires"] is None
+    assert (sent["queue"], sent["routing_key"]) == (queue, queue)
+    assert sent["hostname"].startswith("gen") and "@" in sent["hostname"]
+    assert seen.of("task-sent", uuid=later.id)[0]["kwargs"] == "{'x': 1, 'y': 2}"
+
+
+async def test_celery_receiver_sees_task_rejected(app: App, amqp_url: str) -> None:
+    hostname = f"ev-{uuid.uuid4().hex[:8]}@test"
+    garbled = str(uuid.uuid4())
+    with Capture(amqp_url) as seen:
+        async with app.worker(hostname=hostname, concurrency=2, events=True):
+            await _until(lambda: seen.of("worker-online", hostname=hostname))
+            unknown = await app.send_task("ev.not_registered", args=[1])
+            with pytest.raises(Exception, match="not_registered"):
+                await unknown.get(timeout=TIMEOUT)
+            # Bad input that does not even decode: rejected by its header id.
+            await app.transport.publish(
+                Envelope(
+                    body=b"{not json",
+                    headers={"task": "ev.add", "id": garbled},
+                    correlation_id=garbled,
+                ),
+                routing_key=app.broker.default_queue,
+            )
+            await _until(lambda: seen.of("task-rejected", uuid=garbled))
+            await _until(lambda: seen.of("task-failed", uuid=unknown.id))
+    rejected = seen.of("task-rejected", uuid=unknown.id, hostname=hostname)[0]
+    assert rejected["requeue"] is False
+    failed = seen.of("task-failed", uuid=unknown.id)[0]
+    assert "not_registered" in failed["exception"]
+    assert seen.of("task-rejected", uuid=garbled)[0]["requeue"] is False
+    assert seen.of("task-failed", uuid=garbled) == []  # it never was a task here
+
+
+async def test_events_command_with_a_broker_url(amqp_url: str, tmp_path: Any) -> None:
+    """``aioqueue events -b URL`` (no -A) shows the events on that broker."""
+    queue = f"ev-{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "events.jsonl"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    environment.pop("AIOQUEUE_BROKER_URL", None)
+    with out.open("w") as sink:
+        watcher = await anyio.open_process(
+            [sys.executable, *CLI, "events", "-b", amqp_url, "--json", "--limit", "1"],
+            cwd=ROOT,
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            sent = []
+            async with App(
+                "c", broker=amqp_url, default_queue=queue, send_sent_event=True
+            ) as client:
+                # Until the watcher has one: it may take a while to bind its queue.
+                with anyio.fail_after(TIMEOUT):
+                    while watcher.returncode is None:
+                        sent.append((await client.send_task("ev.add", args=[2, 3])).id)
+                        with anyio.move_on_after(0.5):
+                            await watcher.wait()
+            assert watcher.returncode == 0
+        finally:
+            if watcher.returncode is None:
+                watcher.terminate()
+                await watcher.wait()
+    (line,) = out.read_text().splitlines()
+    event = json.loads(line)
+    assert (event["type"], event["name"]) == ("task-sent", "ev.add")
+    assert event["uuid"] in sent

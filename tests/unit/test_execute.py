@@ -100,7 +100,7 @@ def test_revoked_state() -> None:
     assert state.result == {
         "exc_type": "TaskRevokedError",
         "exc_message": ["expired"],
-        "exc_module": "aioqueue.exceptions",
+        "exc_module": "celery.exceptions",
     }
 
 

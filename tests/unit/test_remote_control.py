@@ -74,15 +74,16 @@ def test_merge_replies() -> None:
 
 
 def test_stats_answer_shape() -> None:
-    answer = stats_answer(pid=7, concurrency=4, processed=0, uptime=3.9, broker={})
+    answer = stats_answer(pid=7, concurrency=4, totals={}, uptime=3.9, broker={})
     assert answer["pid"] == 7 and answer["uptime"] == 3
     assert answer["pool"]["max-concurrency"] == 4
     assert answer["total"] == {}
-    assert stats_answer(pid=7, concurrency=4, processed=2, uptime=0, broker={})["total"] == {"*": 2}
+    totals = {"t.add": 2, "t.mul": 1}
+    assert stats_answer(pid=7, concurrency=4, totals=totals, uptime=0, broker={})["total"] == totals
 
 
 def test_active_lists_only_running_messages() -> None:
-    view = WorkerView(tasks=lambda: ["b", "a"], concurrency=1, processed=lambda: 0, hostname="w")
+    view = WorkerView(tasks=lambda: ["b", "a"], concurrency=1, totals=dict, hostname="w")
     assert view.registered() == ["a", "b"]
     message = TaskMessage(id="id-1", task="t.add", args=[1, 2])
     with view.running(message):

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from aioqueue.exceptions import TaskError, TaskExpiredError, TaskRevokedError, TimeLimitExceeded
+from aioqueue.exceptions import (
+    MaxRetriesExceededError,
+    SoftTimeLimitExceeded,
+    TaskError,
+    TaskExpiredError,
+    TaskRevokedError,
+    TimeLimitExceeded,
+    UnknownTaskError,
+)
 from aioqueue.message import ResultMessage, State
 from aioqueue.result import DEFAULT_EXCEPTION_MODULES, rebuild_exception
 
@@ -119,3 +127,57 @@ def test_revoked_becomes_task_revoked_error(
     exc = rebuild_exception(message, DEFAULT_EXCEPTION_MODULES)
     assert type(exc) is kind
     assert text in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("exc_type", "args", "cls", "text"),
+    [
+        (
+            "NotRegistered",
+            ["tasks.gone"],
+            UnknownTaskError,
+            "task 'tasks.gone' is not registered on the worker (celery.exceptions.NotRegistered)",
+        ),
+        (
+            "MaxRetriesExceededError",
+            ["Can't retry tasks.flaky[t-1] args:() kwargs:{}"],
+            MaxRetriesExceededError,
+            "Can't retry tasks.flaky[t-1] args:() kwargs:{} "
+            "(celery.exceptions.MaxRetriesExceededError)",
+        ),
+        (
+            "TimeLimitExceeded",
+            [30.0],
+            TimeLimitExceeded,
+            "30.0 (celery.exceptions.TimeLimitExceeded)",
+        ),
+        (
+            "SoftTimeLimitExceeded",
+            ["SoftTimeLimitExceeded()"],
+            SoftTimeLimitExceeded,
+            "SoftTimeLimitExceeded() (celery.exceptions.SoftTimeLimitExceeded)",
+        ),
+    ],
+)
+def test_a_celery_workers_own_errors_become_aioqueues(
+    exc_type: str, args: list[Any], cls: type[Exception], text: str
+) -> None:
+    # celery.exceptions is not allowed (nor imported): the names map all the same.
+    exc = rebuild_exception(_failure(exc_type, "celery.exceptions", *args), {"builtins"})
+    assert type(exc) is cls
+    assert str(exc) == text
+    assert exc.__notes__ == [f"Remote traceback (task t-1):\n{TRACEBACK}"]
+
+
+def test_other_celery_errors_stay_task_errors() -> None:
+    exc = rebuild_exception(_failure("Ignore", "celery.exceptions", "x"), DEFAULT_EXCEPTION_MODULES)
+    assert isinstance(exc, TaskError)
+    assert exc.exc_type == "Ignore"
+
+
+@pytest.mark.parametrize("module", ["celery.exceptions", "aioqueue.exceptions"])
+def test_a_revocation_passed_on_as_a_failure_is_a_revocation(module: str) -> None:
+    # What a chord's body gets when a header member was revoked.
+    exc = rebuild_exception(_failure("TaskRevokedError", module, "revoked"), {"builtins"})
+    assert type(exc) is TaskRevokedError
+    assert str(exc) == "task t-1 was revoked"

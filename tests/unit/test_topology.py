@@ -98,6 +98,15 @@ def test_queue_options_become_arguments(options: dict[str, Any], arguments: dict
     assert queue.declarations().queues[0] == QueueSpec("q", arguments=arguments)
 
 
+def test_a_quorum_queue_has_a_quorum_dlq() -> None:
+    # Replicated as the queue is: a classic one is out of reach while its node is down.
+    # Its delivery limit is one no listing of it (taken, then given back) reaches.
+    dlq = QueueSpec("q.dlq", arguments={"x-queue-type": "quorum", "x-delivery-limit": 2**31 - 1})
+    assert Queue("q", queue_type="quorum").declarations().queues[1] == dlq
+    assert Queue("q", arguments={"x-queue-type": "quorum"}).declarations().queues[1] == dlq
+    assert Queue("q", queue_type="classic").declarations().queues[1] == QueueSpec("q.dlq")
+
+
 @pytest.mark.parametrize(
     ("options", "error"),
     [
