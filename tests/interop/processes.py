@@ -9,6 +9,7 @@ of its own that is deleted afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -22,7 +23,15 @@ from pathlib import Path
 from tests.helpers import fresh_vhost
 from tests.processes import CLI, ROOT
 
-__all__ = ("Fleet", "Worker", "fleet", "spawn_aioqueue", "spawn_celery", "vhost")
+__all__ = (
+    "Fleet",
+    "Worker",
+    "celery_control_worker",
+    "fleet",
+    "spawn_aioqueue",
+    "spawn_celery",
+    "vhost",
+)
 
 # Generous: only there so that a broken start fails instead of hanging.
 START_TIMEOUT = 60
@@ -131,6 +140,35 @@ def spawn_celery(fleet: Fleet, directory: Path) -> Worker:
         "--without-heartbeat",
     ]
     return _spawn(argv, fleet.env, directory / "celery-worker.log")
+
+
+async def celery_control_worker(
+    amqp_url: str, hostname: str, queue: str
+) -> asyncio.subprocess.Process:
+    """``celery -A tests.interop.celery_control_app worker`` named ``hostname`` on
+    ``queue``, output discarded; the caller waits until it answers a ping."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tests.interop.celery_control_app",
+        "worker",
+        "-P",
+        "solo",
+        "-l",
+        "warning",
+        "-n",
+        hostname,
+        "-Q",
+        queue,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        env={**os.environ, "CELERY_TEST_BROKER": amqp_url},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
 
 
 def spawn_aioqueue(fleet: Fleet, directory: Path, concurrency: int = 8) -> Worker:

@@ -19,6 +19,7 @@ from aioqueue import App
 from aioqueue.task import Task
 from tests.celery_vectors import VECTORS_DIR
 from tests.helpers import eventually
+from tests.interop.processes import celery_control_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -337,28 +338,7 @@ async def test_aioqueue_cli_controls_an_aioqueue_worker_process(amqp_url: str) -
 
 async def test_aioqueue_cli_controls_a_celery_worker(amqp_url: str) -> None:
     host, queue, extra = _name("ccc") + "@test", _name("ccc"), _name("ccc-extra")
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "tests.interop.celery_control_app",
-        "worker",
-        "-P",
-        "solo",
-        "-l",
-        "warning",
-        "-n",
-        host,
-        "-Q",
-        queue,
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        env={**os.environ, "CELERY_TEST_BROKER": amqp_url},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    worker = await celery_control_worker(amqp_url, host, queue)
     client = App("ccc-client", broker=amqp_url)
     try:
         async with client:

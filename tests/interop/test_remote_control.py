@@ -18,6 +18,7 @@ import pytest
 
 from aioqueue import App
 from tests.helpers import eventually
+from tests.interop.processes import celery_control_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -177,28 +178,7 @@ async def test_aioqueue_cli_inspects_with_destination(app: App, amqp_url: str) -
 
 async def test_aioqueue_api_and_cli_control_a_celery_worker(app: App, amqp_url: str) -> None:
     hostname = f"cc-{uuid.uuid4().hex[:8]}@test"
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "tests.interop.celery_control_app",
-        "worker",
-        "-P",
-        "solo",
-        "-l",
-        "warning",
-        "-n",
-        hostname,
-        "-Q",
-        f"cc-{uuid.uuid4().hex[:8]}",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        env={**os.environ, "CELERY_TEST_BROKER": amqp_url},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    worker = await celery_control_worker(amqp_url, hostname, f"cc-{uuid.uuid4().hex[:8]}")
     try:
         pong: dict[str, Any] = {}
 
