@@ -295,7 +295,9 @@ class WorkerView:
     #: The queues consumed now: (the name consumed, its definition).
     queues: Callable[[], list[tuple[str, Destination]]] = list
     started: float = field(default_factory=time.monotonic)
-    _active: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Task id -> its message, delivery and start time; described only when asked, so
+    # that running a task costs two dict operations, not a description.
+    _active: dict[str, tuple[TaskMessage, Delivery | None, float]] = field(default_factory=dict)
     # id(delivery) -> the delivery, and its message when it was decoded already.
     _reserved: dict[int, tuple[Delivery, TaskMessage | None]] = field(default_factory=dict)
     _scheduled: dict[int, tuple[Delivery, TaskMessage]] = field(default_factory=dict)
@@ -303,8 +305,7 @@ class WorkerView:
     @contextmanager
     def running(self, message: TaskMessage, delivery: Delivery | None = None) -> Iterator[None]:
         """Shows ``message`` as active while the block runs (the worker's side)."""
-        info = None if delivery is None else _info(delivery)
-        self._active[message.id] = request_info(message, self.hostname, time.time(), info)
+        self._active[message.id] = (message, delivery, time.time())
         try:
             yield
         finally:
@@ -332,7 +333,12 @@ class WorkerView:
 
     def active(self) -> list[dict[str, Any]]:
         """Celery's request dicts of the tasks running now."""
-        return list(self._active.values())
+        return [
+            request_info(
+                message, self.hostname, started, None if delivery is None else _info(delivery)
+            )
+            for message, delivery, started in list(self._active.values())
+        ]
 
     def reserved(self) -> list[dict[str, Any]]:
         """Celery's request dicts of the tasks received and not started; a delivery
