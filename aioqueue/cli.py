@@ -515,24 +515,24 @@ def _dlq_parser(commands: Any) -> None:
     purge.add_argument("-f", "--force", action="store_true", help="do not ask first")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
+def _whole(least: int, kind: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``least``, else "'<text>' is not
+    <kind>"."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}")
+        return value
+
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
-    return value
+_positive_int = _whole(1, "a positive integer")
+_count = _whole(0, "a whole number of 0 or more")
 
 
 def _positive_float(text: str) -> float:
