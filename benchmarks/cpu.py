@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvloop
-from worker_process import delete_topology, drain_output, stop, wait_banner, worker_command
+from worker_process import delete_topology, running, worker_command
 
 from aioqueue import App
 
@@ -43,9 +43,8 @@ QUEUE_ENV = "AIOQUEUE_BENCH_QUEUE"
 BURN = "bench.burn"
 WARM_UP = 4
 # Generous: a run that takes this long is broken, and a hung benchmark says less.
-START_TIMEOUT = 60.0
+TIMEOUT = 60.0  # for the worker to start, and to stop
 RUN_TIMEOUT = 300.0
-STOP_TIMEOUT = 60.0
 
 log = logging.getLogger("benchmarks.cpu")
 
@@ -105,46 +104,23 @@ class Figure:
 async def measure(url: str, setup: str, worker_args: list[str], tasks: int, n: int) -> Figure:
     """Start a worker with ``worker_args``, run ``tasks`` burns through it, stop it."""
     queue = f"bench.cpu.{uuid.uuid4().hex[:12]}"
-    proc = await asyncio.create_subprocess_exec(
-        *worker_command(),
-        "worker",
-        "-A",
-        "cpu:app",
-        "-l",
-        "warning",
-        *worker_args,
-        cwd=HERE,
-        env={**os.environ, URL_ENV: url, QUEUE_ENV: queue},
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    drain: asyncio.Task[None] | None = None
+    argv = [*worker_command(), "worker", "-A", "cpu:app", "-l", "warning", *worker_args]
+    env = {URL_ENV: url, QUEUE_ENV: queue}
     client = make(url, queue)
-    try:
-        async with client:
-            try:
-                async with asyncio.timeout(START_TIMEOUT):
-                    await wait_banner(proc)
-                drain = asyncio.create_task(drain_output(proc.stdout))
-                task = client.tasks[BURN]
-                warm = [await task.delay(n) for _ in range(WARM_UP)]
-                for result in warm:
+    async with running(argv, HERE, env, timeout=TIMEOUT), client:
+        try:
+            task = client.tasks[BURN]
+            warm = [await task.delay(n) for _ in range(WARM_UP)]
+            for result in warm:
+                await result.get(timeout=RUN_TIMEOUT)
+            async with asyncio.timeout(RUN_TIMEOUT):
+                started = time.perf_counter()
+                results = await asyncio.gather(*(task.delay(n) for _ in range(tasks)))
+                for result in results:
                     await result.get(timeout=RUN_TIMEOUT)
-                async with asyncio.timeout(RUN_TIMEOUT):
-                    started = time.perf_counter()
-                    results = await asyncio.gather(*(task.delay(n) for _ in range(tasks)))
-                    for result in results:
-                        await result.get(timeout=RUN_TIMEOUT)
-                    wall = time.perf_counter() - started
-            finally:
-                await stop(proc, STOP_TIMEOUT)
-                await delete_topology(client, queue)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        if drain is not None:
-            await drain
+                wall = time.perf_counter() - started
+        finally:
+            await delete_topology(client, queue)
     return Figure(setup, wall, tasks)
 
 
