@@ -292,16 +292,7 @@ class Worker:
         self._failure = None
         self._info = log.isEnabledFor(logging.INFO)
         await self.broker.connect()
-        names = []
-        for queue in self.queues:
-            # A conflict stops a worker here: consuming a queue shaped otherwise would
-            # not do what the app says (priorities, ordering, ...).
-            await self.broker.declare(queue, strict=True)
-            name = queue.name
-            if isinstance(queue, Broadcast):
-                name = await self.broker.declare_worker_queue(queue, self.id)
-            self._by_name[name] = queue
-            names.append(name)
+        names = [await self._declare(queue) for queue in self.queues]
         try:
             # Revocations before any task queue: no task runs before the worker knows
             # what is revoked. The pidbox consumes first, so that a command sent while
@@ -310,13 +301,7 @@ class Worker:
             self._watchers.add(asyncio.create_task(self._watch(self._pidbox.queue, pidbox)))
             await self.revocations.start()
             for name in names:
-                consumer = await self.broker.transport.consume(
-                    name, self._on_delivery, prefetch=self.prefetch
-                )
-                self._consumers.append(consumer)
-                self._by_consumer[name] = consumer
-                watcher = asyncio.create_task(self._watch(name, consumer))
-                self._watchers.add(watcher)
+                self._keep(name, await self._consume(name))
         except BaseException:
             await self.stop()
             raise
@@ -373,24 +358,35 @@ class Worker:
         async with self._changing:
             if any(q == queue or self._queue(q).name == queue for q in self._consuming):
                 return False
-            destination = definition or self.broker.queue(queue)
-            await self.broker.declare(destination, strict=True)
-            name = destination.name
-            if isinstance(destination, Broadcast):
-                name = await self.broker.declare_worker_queue(destination, self.id)
-            self._by_name[name] = destination
-            consumer = await self.broker.transport.consume(
-                name, self._on_delivery, prefetch=self.prefetch
-            )
+            name = await self._declare(definition or self.broker.queue(queue))
+            consumer = await self._consume(name)
             if self._closing:
                 # stop() began meanwhile, and would not see this consumer.
                 await consumer.close()
                 raise ConfigurationError(f"worker {self.hostname!r} is stopping: no queue added")
-            self._consumers.append(consumer)
-            self._by_consumer[name] = consumer
-            self._watchers.add(asyncio.create_task(self._watch(name, consumer)))
+            self._keep(name, consumer)
             self._consuming.append(name)
             return True
+
+    async def _declare(self, destination: Destination) -> str:
+        """Declare ``destination`` (a conflict stops the worker: consuming a queue shaped
+        otherwise would not do what the app says: priorities, ordering, ...); the name
+        of the queue to consume."""
+        await self.broker.declare(destination, strict=True)
+        name = destination.name
+        if isinstance(destination, Broadcast):
+            name = await self.broker.declare_worker_queue(destination, self.id)
+        self._by_name[name] = destination
+        return name
+
+    async def _consume(self, name: str) -> Consumer:
+        return await self.broker.transport.consume(name, self._on_delivery, prefetch=self.prefetch)
+
+    def _keep(self, name: str, consumer: Consumer) -> None:
+        """Hold ``consumer`` of ``name`` until the worker stops, watched for its loss."""
+        self._consumers.append(consumer)
+        self._by_consumer[name] = consumer
+        self._watchers.add(asyncio.create_task(self._watch(name, consumer)))
 
     async def cancel_consumer(self, queue: str) -> None:
         """Stop consuming ``queue`` (a name given at the start or added since): no new
