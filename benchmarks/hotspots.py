@@ -97,7 +97,8 @@ async def once(
     gc_us = 1e6 * sum(clock.seconds) / outcome.tasks
     print(
         f"{figures}; CPU us/task {roles}; client gc {gc_us:.1f} us/task "
-        f"(gen2 runs {clock.runs[2]})",
+        f"(runs per generation {clock.runs}, us/task "
+        f"{[round(1e6 * s / outcome.tasks, 1) for s in clock.seconds]})",
         flush=True,
     )
     return outcome.tasks

@@ -51,7 +51,7 @@ import ssl
 import struct
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -364,12 +364,96 @@ async def _get_all(channel: Channel, queue: str) -> list[aiormq.abc.DeliveredMes
         taken.append(message)
 
 
-class _Delivery:
-    __slots__ = ("_message", "_no_ack", "envelope", "queue")
+class _Acks:
+    """The acks of one consumer channel, sent together once per turn of the loop.
 
-    def __init__(self, message: aiormq.abc.DeliveredMessage, queue: str, no_ack: bool) -> None:
+    Acking each delivery on its own costs a frame, a write and the broker's work per
+    message, and tasks finish in bursts. What finished in one turn goes out at once: a
+    ``multiple`` ack up to the newest delivery before which every delivery is settled,
+    and a single ack for each other one. A delivery that is still running is never
+    covered by a ``multiple`` ack.
+    """
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self._unsettled: deque[int] = deque()  # delivery tags, in delivery order
+        self._finished: set[int] = set()  # acked by the worker, not yet sent
+        self._alone: set[int] = set()  # settled on their own while older ones were not
+        self._waiters: list[asyncio.Future[None]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+        self._due = False
+
+    def delivered(self, tag: int) -> None:
+        self._unsettled.append(tag)
+
+    def ack(self, tag: int) -> asyncio.Future[None]:
+        """Ack ``tag`` with the others of this turn; the future is done once sent."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._finished.add(tag)
+        self._waiters.append(waiter)
+        if not self._due:
+            self._due = True
+            loop.call_soon(self._flush)
+        return waiter
+
+    def settled_alone(self, tag: int) -> None:
+        """``tag`` was settled otherwise (rejected)."""
+        self._alone.add(tag)
+
+    def _flush(self) -> None:
+        self._due = False
+        finished, self._finished = self._finished, set()
+        waiters, self._waiters = self._waiters, []
+        upto = None
+        unsettled = self._unsettled
+        while unsettled:
+            tag = unsettled[0]
+            if tag in finished:
+                finished.discard(tag)
+                upto = tag
+            elif tag in self._alone:
+                self._alone.discard(tag)
+            else:
+                break
+            unsettled.popleft()
+        self._alone |= finished
+        # The broker finds a single ack's delivery by walking its unacked ones from the
+        # oldest: the multiple ack goes first, and the single ones oldest first.
+        acks = [] if upto is None else [(upto, True)]
+        acks += [(tag, False) for tag in sorted(finished)]
+        sending = asyncio.get_running_loop().create_task(self._send(acks, waiters))
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
+
+    async def _send(
+        self, acks: list[tuple[int, bool]], waiters: list[asyncio.Future[None]]
+    ) -> None:
+        try:
+            for tag, multiple in acks:
+                await self.channel.basic_ack(tag, multiple=multiple)
+        except asyncio.CancelledError:
+            for waiter in waiters:
+                waiter.cancel()
+            raise
+        except Exception as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+        else:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
+class _Delivery:
+    __slots__ = ("_acks", "_message", "envelope", "queue")
+
+    def __init__(
+        self, message: aiormq.abc.DeliveredMessage, queue: str, acks: _Acks | None
+    ) -> None:
         self._message = message
-        self._no_ack = no_ack
+        self._acks = acks
         self.queue = queue
         self.envelope = _envelope(message)
 
@@ -378,18 +462,19 @@ class _Delivery:
         return bool(getattr(self._message.delivery, "redelivered", False))
 
     async def ack(self) -> None:
-        if self._no_ack:
+        if self._acks is None:
             return
         tag = self._message.delivery_tag
         assert tag is not None
         with _map_errors("ack on %r", self.queue):
-            await self._message.channel.basic_ack(tag)
+            await self._acks.ack(tag)
 
     async def reject(self, *, requeue: bool) -> None:
-        if self._no_ack:
+        if self._acks is None:
             return
         tag = self._message.delivery_tag
         assert tag is not None
+        self._acks.settled_alone(tag)
         with _map_errors("reject on %r", self.queue):
             await self._message.channel.basic_reject(tag, requeue=requeue)
 
@@ -674,6 +759,7 @@ class _Consumer:
         self._no_ack = no_ack
         self._tag = f"aioqueue.{uuid.uuid4().hex}"
         self._channel: Channel | None = None
+        self._acks: _Acks | None = None  # the current channel's
         self._stopped: _Stop | None = None
         loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[BrokerError] = loop.create_future()
@@ -717,9 +803,14 @@ class _Consumer:
         # In a task of its own rather than aiormq's, which is cancelled when the channel
         # dies: a task running when the connection goes finishes its work (its ack then
         # fails, the broker redelivers, and the worker knows that it ran).
-        handling = asyncio.ensure_future(
-            self._handler(_Delivery(message, self.queue, self._no_ack))
-        )
+        acks = None
+        if not self._no_ack:
+            acks = self._acks
+            if acks is None or acks.channel is not message.channel:
+                acks = self._acks = _Acks(message.channel)
+            assert message.delivery_tag is not None
+            acks.delivered(message.delivery_tag)
+        handling = asyncio.ensure_future(self._handler(_Delivery(message, self.queue, acks)))
         self._handling.add(handling)
         handling.add_done_callback(self._handling.discard)
         await asyncio.shield(handling)

@@ -121,3 +121,43 @@ async def test_closed_consumers_are_forgotten(
 
 async def _is(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+@pytest.mark.timeout(60)
+async def test_acks_sent_together_never_cover_a_delivery_still_running(
+    make_amqp: MakeTransport, queue_name: str
+) -> None:
+    """Deliveries acked in one turn of the loop go out as one ``multiple`` ack and single
+    ones: the first delivery, still running, stays unacked and is the only one the broker
+    delivers again; a rejected one is neither acked nor delivered again."""
+    first = await make_amqp()
+    await first.declare_queue(QueueSpec(queue_name))
+    for n in range(10):
+        await first.publish(Envelope(body=str(n).encode()), routing_key=queue_name)
+    hold = asyncio.Event()
+    settled: list[bytes] = []
+
+    async def handle(delivery: Delivery) -> None:
+        body = delivery.envelope.body
+        if body == b"0":
+            await hold.wait()  # running until the connection goes
+            return
+        if body == b"5":
+            await delivery.reject(requeue=False)
+        else:
+            await delivery.ack()
+        settled.append(body)
+
+    await first.consume(queue_name, handle, prefetch=10)
+    await eventually(lambda: len(settled) == 9)
+    await first.aclose()
+
+    second = await make_amqp()
+    again = _Inbox()
+    consumer = await second.consume(queue_name, again, prefetch=10)
+    await eventually(lambda: again.bodies == [b"0"])
+    await asyncio.sleep(0.3)  # nothing else comes
+    assert again.bodies == [b"0"]
+    hold.set()
+    await consumer.close()
+    await second.delete_queue(queue_name)
