@@ -381,6 +381,7 @@ class _Acks:
         self._alone: set[int] = set()  # settled on their own while older ones were not
         self._waiters: list[asyncio.Future[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._order = asyncio.Lock()
         self._due = False
 
     def delivered(self, tag: int) -> None:
@@ -430,8 +431,12 @@ class _Acks:
         self, acks: list[tuple[int, bool]], waiters: list[asyncio.Future[None]]
     ) -> None:
         try:
-            for tag, multiple in acks:
-                await self.channel.basic_ack(tag, multiple=multiple)
+            # One turn's acks after the previous turn's: a multiple ack sent between
+            # another turn's acks could cover a single one still to come, and the broker
+            # closes the channel on a tag it no longer knows.
+            async with self._order:
+                for tag, multiple in acks:
+                    await self.channel.basic_ack(tag, multiple=multiple)
         except asyncio.CancelledError:
             for waiter in waiters:
                 waiter.cancel()
