@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -92,17 +92,23 @@ async def test_autoretry_fails_twice_then_succeeds(make_app: MakeApp) -> None:
 async def test_retry_with_a_countdown_lands_that_much_later(make_app: MakeApp) -> None:
     app = make_app("retry-countdown")
     times: list[float] = []
+    etas: list[datetime | None] = []
 
     @app.task(name="c.later", bind=True)
     async def later(self: Task[Any, Any]) -> int:
         times.append(time.time())  # the eta is a wall-clock time
+        etas.append(self.request.eta)
         if self.request.retries == 0:
             raise self.retry(countdown=2)
         return self.request.retries
 
     async with app, app.worker():
         assert await (await later.delay()).get(timeout=TIMEOUT) == 1
-    assert times[1] - times[0] >= 2.0
+    eta = etas[1]
+    assert eta is not None
+    # Set two seconds after the first run, and the second run not before it.
+    assert eta.timestamp() - times[0] >= 2.0, (times, etas)
+    assert times[1] >= eta.timestamp(), (times, etas)
 
 
 async def test_retries_exhausted_raise_the_original_error(make_app: MakeApp) -> None:

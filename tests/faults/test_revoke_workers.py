@@ -39,8 +39,17 @@ def celery_client(amqp_url: str) -> Iterator[Any]:
 async def _celery_revoke(client: Any, task_id: str, **options: Any) -> list[dict[str, Any]]:
     """``client.control.revoke`` (blocking) in a thread."""
 
+    def attempt() -> list[dict[str, Any]]:
+        with client.connection_for_write() as connection:
+            return client.control.revoke(task_id, connection=connection, **options) or []
+
     def revoke() -> list[dict[str, Any]]:
-        return client.control.revoke(task_id, **options) or []
+        try:
+            return attempt()
+        except ConnectionError:
+            # Celery does not retry a broadcast: a connection the broker reset as it
+            # opened (seen in CI) gets one more try, on a new one. A revoke is idempotent.
+            return attempt()
 
     return await anyio.to_thread.run_sync(revoke)
 
