@@ -45,6 +45,7 @@ from .exceptions import MessageError as MessageError
 from .exceptions import PartialPublishError as PartialPublishError
 from .exceptions import PreconditionFailedError as PreconditionFailedError
 from .exceptions import PublishError as PublishError
+from .exceptions import ResultNotSentError as ResultNotSentError
 from .exceptions import ResultTimeoutError as ResultTimeoutError
 from .exceptions import Retry as Retry
 from .exceptions import SoftTimeLimitExceeded as SoftTimeLimitExceeded
@@ -98,6 +99,7 @@ __all__ = (
     "PublishError",
     "Queue",
     "Request",
+    "ResultNotSentError",
     "ResultTimeoutError",
     "Retry",
     "RetryPolicy",

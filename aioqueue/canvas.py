@@ -74,7 +74,9 @@ _NO_RESULTS: ResultBackend = DisabledBackend(tuple)
 class Sender(Protocol):
     """What a canvas needs to be sent: the app implements it."""
 
-    async def send_canvas(self, canvas: Canvas) -> AsyncResult[Any]: ...
+    async def send_canvas(
+        self, canvas: Canvas, *, intermediate_results: bool | None = None
+    ) -> AsyncResult[Any]: ...
 
     def check_arguments(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise :class:`~aioqueue.ArgumentsError` when ``task`` is known here and the
@@ -91,6 +93,18 @@ class _Sendable(Generic[R]):
 
         :raises ConfigurationError: it was not made from a task of an app.
         """
+        return await self._send()
+
+    async def apply_async(self, *, intermediate_results: bool | None = None) -> AsyncResult[R]:
+        """The same as :meth:`delay` (options go on the parts, see ``with_options``).
+
+        :param intermediate_results: whether a chain's steps before its last send their
+            results, for ``result.parent.get()`` (``None``: the app's setting, off by
+            default; see :class:`~aioqueue.App`).
+        """
+        return await self._send(intermediate_results)
+
+    async def _send(self, intermediate_results: bool | None = None) -> AsyncResult[R]:
         canvas = cast(Canvas, self)
         if self.app is None:
             if isinstance(canvas, Group) and not canvas.tasks:
@@ -99,11 +113,8 @@ class _Sendable(Generic[R]):
             raise ConfigurationError(_unbound(canvas))
         for sig in _first_calls(canvas):
             self.app.check_arguments(sig.task, sig.args, sig.kwargs)
-        return cast(AsyncResult[R], await self.app.send_canvas(canvas))
-
-    async def apply_async(self) -> AsyncResult[R]:
-        """The same as :meth:`delay` (options go on the parts, see ``with_options``)."""
-        return await self.delay()
+        sent = await self.app.send_canvas(canvas, intermediate_results=intermediate_results)
+        return cast(AsyncResult[R], sent)
 
 
 def _first_calls(canvas: Canvas) -> Iterator[Signature[Any]]:
@@ -367,14 +378,27 @@ def chord(header: Group[Any] | Iterable[Canvas], body: Signature[R]) -> Chord[R]
 # -- freeze: ids and reply_to on every node --------------------------------------------
 
 
-def freeze(node: Node, reply_to: str | None, make_id: Callable[[], str] = new_id) -> Node:
-    """A copy of ``node`` where every task, group and chord body has its id and reply_to."""
+def freeze(
+    node: Node,
+    reply_to: str | None,
+    make_id: Callable[[], str] = new_id,
+    *,
+    intermediate_results: bool = True,
+) -> Node:
+    """A copy of ``node`` where every task, group and chord body has its id and reply_to.
+
+    With ``intermediate_results=False`` the steps of a chain before its last get no
+    ``reply_to``: their workers (aioqueue's or Celery's) send no result for them, while
+    a failure still reaches the last step's promise (it names ``reply_to``).
+    """
     frozen = copy.deepcopy(node)
-    _freeze(frozen, reply_to, make_id)
+    _freeze(frozen, reply_to, make_id, intermediate_results)
     return frozen
 
 
-def _freeze(node: Node, reply_to: str | None, make_id: Callable[[], str]) -> None:
+def _freeze(
+    node: Node, reply_to: str | None, make_id: Callable[[], str], intermediate: bool
+) -> None:
     options = node.setdefault("options", {})
     options.setdefault("task_id", make_id())
     kind = node.get("subtask_type")
@@ -384,19 +408,21 @@ def _freeze(node: Node, reply_to: str | None, make_id: Callable[[], str]) -> Non
         return
     kwargs = node["kwargs"]
     if kind == "chain":
-        for child in kwargs["tasks"]:
-            _freeze(child, reply_to, make_id)
+        last = len(kwargs["tasks"]) - 1
+        for index, child in enumerate(kwargs["tasks"]):
+            step_reply_to = reply_to if intermediate or index == last else None
+            _freeze(child, step_reply_to, make_id, intermediate)
     elif kind == "group":
         # As Celery freezes a group: its place in a workflow, each task's index.
         options.setdefault("root_id", None)
         options.setdefault("parent_id", None)
         for index, child in enumerate(kwargs["tasks"]):
-            _freeze(child, reply_to, make_id)
+            _freeze(child, reply_to, make_id, intermediate)
             if child.get("subtask_type") is None:
                 child["options"].setdefault("group_index", index)
     elif kind == "chord":
-        _freeze(kwargs["header"], reply_to, make_id)
-        _freeze(kwargs["body"], reply_to, make_id)
+        _freeze(kwargs["header"], reply_to, make_id, intermediate)
+        _freeze(kwargs["body"], reply_to, make_id, intermediate)
     else:
         raise ConfigurationError(f"unknown canvas type {kind!r}")
 
@@ -542,7 +568,14 @@ def result_of(
     to the steps before it), a ``GroupResult`` for a group, the body for a chord."""
     kind = node.get("subtask_type")
     if kind is None:
-        return AsyncResult(node["options"]["task_id"], backend, parent=parent)
+        options = node["options"]
+        # A step frozen without reply_to while results are on: nothing will arrive.
+        sent = not (
+            backend.reply_to is not None
+            and not options.get("reply_to")
+            and not options.get("ignore_result")
+        )
+        return AsyncResult(options["task_id"], backend, parent=parent, sent=sent)
     if kind == "chain":
         result = parent
         for child in node["kwargs"]["tasks"]:

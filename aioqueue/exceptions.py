@@ -19,6 +19,7 @@ Every error aioqueue raises derives from :class:`AioQueueError`::
     │   └── ArgumentsError            (also TypeError) args/kwargs do not fit the task
     ├── EncodeError                   a value cannot be serialised (a task's result, arguments)
     ├── ResultTimeoutError            (also TimeoutError) a result did not arrive in time
+    ├── ResultNotSentError            a chain's earlier step, sent without its result
     ├── TaskError                     a task failed remotely and its exception cannot be rebuilt
     ├── TaskRevokedError              a task was revoked before it ran
     │   └── TaskExpiredError          a task reached a worker after its expiry time
@@ -53,6 +54,7 @@ __all__ = (
     "PartialPublishError",
     "PreconditionFailedError",
     "PublishError",
+    "ResultNotSentError",
     "ResultTimeoutError",
     "Retry",
     "SoftTimeLimitExceeded",
@@ -190,6 +192,20 @@ class ResultTimeoutError(AioQueueError, TimeoutError):
         super().__init__(f"task {task_id} did not finish within {timeout:g} s")
         self.task_id = task_id
         self.timeout = timeout
+
+
+class ResultNotSentError(AioQueueError):
+    """Raised by ``AsyncResult.get()``/``status()`` for a chain's step before its last
+    when the chain was sent without ``intermediate_results``: no worker sends that
+    result, so waiting for it would wait forever."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            f"task {task_id} is an earlier step of a chain, and no worker sends it a "
+            "result: send the chain with apply_async(intermediate_results=True), or "
+            "create the app with App(intermediate_results=True), to read it"
+        )
+        self.task_id = task_id
 
 
 class TaskError(AioQueueError):

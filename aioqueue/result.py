@@ -20,6 +20,7 @@ from .exceptions import (
     AioQueueError,
     ConfigurationError,
     MaxRetriesExceededError,
+    ResultNotSentError,
     ResultTimeoutError,
     SoftTimeLimitExceeded,
     TaskError,
@@ -74,9 +75,12 @@ class AsyncResult(Generic[R]):
     :param parent: the result of the previous step, for chains.
     :param control: what :meth:`revoke` goes through (the app's, for the results the
         app returns).
+    :param sent: ``False`` for a step whose result no worker sends (a chain's earlier
+        step, sent without ``intermediate_results``): :meth:`get` and :meth:`status`
+        raise :class:`~aioqueue.exceptions.ResultNotSentError` instead of waiting.
     """
 
-    __slots__ = ("_backend", "_control", "_final", "id", "parent")
+    __slots__ = ("_backend", "_control", "_final", "_sent", "id", "parent")
 
     def __init__(
         self,
@@ -85,11 +89,13 @@ class AsyncResult(Generic[R]):
         *,
         parent: AsyncResult[Any] | None = None,
         control: Revoker | None = None,
+        sent: bool = True,
     ) -> None:
         self.id = task_id
         self.parent = parent
         self._backend = backend
         self._control = control
+        self._sent = sent
         self._final: ResultMessage | None = None
 
     def __repr__(self) -> str:
@@ -105,9 +111,12 @@ class AsyncResult(Generic[R]):
         :param propagate: raise the task's exception on failure (else return it).
         :raises ResultTimeoutError: (a ``TimeoutError``) with the task id, on timeout.
         :raises TaskRevokedError: the task expired or was revoked.
+        :raises ResultNotSentError: no worker sends this result (see ``sent``).
         :raises Exception: the task's own exception, or ``TaskError``.
         """
         if self._final is None:
+            if not self._sent:
+                raise ResultNotSentError(self.id)
             self._final = await self._backend.wait(self.id, timeout)
             self._backend.forget(self.id)
             self._claim_parents()
@@ -131,9 +140,14 @@ class AsyncResult(Generic[R]):
             parent = parent.parent
 
     async def status(self) -> State:
-        """The latest known state: PENDING until the worker reports one."""
+        """The latest known state: PENDING until the worker reports one.
+
+        :raises ResultNotSentError: no worker sends this result (see ``sent``).
+        """
         if self._final is not None:
             return self._final.status
+        if not self._sent:
+            raise ResultNotSentError(self.id)
         seen = self._backend.state(self.id)
         return seen.status if seen is not None else State.PENDING
 

@@ -135,6 +135,8 @@ async def canvas() -> None:
     flow = multiply.s(2, 3) | multiply.s(4) | multiply.s(5)
     result = await flow.delay()
     print(f"multiply.s(2, 3) | multiply.s(4) | multiply.s(5) = {await result.get(timeout=10)}")
+    # Only the last step sends its result, unless the earlier ones are asked for.
+    result = await flow.apply_async(intermediate_results=True)
     if result.parent is not None:
         print(f"  its parent (the second step) returned {await result.parent.get(timeout=10)}")
     fixed = await chain(add.s(1, 1), multiply.si(2, 5)).delay()

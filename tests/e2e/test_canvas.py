@@ -23,6 +23,7 @@ from aioqueue import (
     EncodeError,
     GroupResult,
     MalformedMessageError,
+    ResultNotSentError,
     Signature,
     State,
     Task,
@@ -147,7 +148,8 @@ async def test_chain_passes_each_result_to_the_next_step(env: Env) -> None:
 
 
 async def test_chain_results_are_linked_to_their_parents(env: Env) -> None:
-    result = await (env.add.s(1, 1) | env.add.s(10) | env.add.si(100, 100)).delay()
+    canvas = env.add.s(1, 1) | env.add.s(10) | env.add.si(100, 100)
+    result = await canvas.apply_async(intermediate_results=True)
     assert await result.get(timeout=TIMEOUT) == 200
 
     steps = parents(result)
@@ -165,7 +167,7 @@ async def test_twenty_step_chain(env: Env) -> None:
     for i in range(1, 20):
         canvas = canvas | env.add.s(i)
 
-    result = await canvas.delay()
+    result = await canvas.apply_async(intermediate_results=True)
 
     assert await result.get(timeout=TIMEOUT) == sum(range(20))
     steps = parents(result)
@@ -175,7 +177,8 @@ async def test_twenty_step_chain(env: Env) -> None:
 
 
 async def test_failing_chain_step_stops_the_chain(env: Env) -> None:
-    result = await (env.add.s(1, 1) | env.boom.s() | env.record.s("never")).delay()
+    canvas = env.add.s(1, 1) | env.boom.s() | env.record.s("never")
+    result = await canvas.apply_async(intermediate_results=True)
 
     with pytest.raises(ValueError, match="boom 2") as caught:
         await result.get(timeout=TIMEOUT)
@@ -188,6 +191,38 @@ async def test_failing_chain_step_stops_the_chain(env: Env) -> None:
     assert await first.get(timeout=TIMEOUT) == 2
     assert await result.status() is State.FAILURE
     assert env.called("boom") == [2]
+    assert env.called("record") == []
+
+
+async def test_a_chain_sends_only_its_last_result_unless_asked(env: Env) -> None:
+    for asked in (False, True):
+        canvas = env.add.s(1, 1) | env.add.s(10) | env.add.s(100)
+        sent = await canvas.apply_async(intermediate_results=asked)
+        # Waited for without its parents, which would take their states on arrival.
+        last = AsyncResult(sent.id, env.app.results)
+        assert await last.get(timeout=TIMEOUT) == 112
+        steps = parents(sent)[:-1]
+        # The earlier steps' results were published before the last step ran.
+        states = [env.app.results.state(step.id) for step in steps]
+        if asked:
+            assert [s.result for s in states if s is not None] == [2, 12]
+            assert [await step.get(timeout=TIMEOUT) for step in steps] == [2, 12]
+        else:
+            assert states == [None, None]
+            for step in steps:
+                with pytest.raises(ResultNotSentError, match=step.id):
+                    await step.get(timeout=TIMEOUT)
+                with pytest.raises(ResultNotSentError):
+                    await step.status()
+
+
+async def test_a_failing_step_reaches_the_last_steps_promise_by_default(env: Env) -> None:
+    result = await (env.add.s(1, 1) | env.boom.s() | env.record.s("never")).delay()
+    with pytest.raises(ValueError, match="boom 2"):
+        await result.get(timeout=TIMEOUT)
+    assert await result.status() is State.FAILURE
+    with pytest.raises(ResultNotSentError):
+        await result.parent.get(timeout=TIMEOUT)  # type: ignore[union-attr]
     assert env.called("record") == []
 
 
@@ -244,7 +279,7 @@ async def test_group_of_chains(env: Env) -> None:
     canvas = group(
         chain(env.add.s(1, 1), env.mul.s(3)), env.add.s(5, 5), env.add.s(1, 0) | env.boom.s()
     )
-    result = await canvas.delay()
+    result = await canvas.apply_async(intermediate_results=True)
     assert isinstance(result, GroupResult)
 
     values = await result.get(timeout=TIMEOUT, return_exceptions=True)
@@ -301,7 +336,7 @@ async def test_group_then_task_is_a_chord(env: Env) -> None:
 
 async def test_chord_then_task(env: Env) -> None:
     canvas = chord([env.add.s(1, 1), env.add.s(2, 2)], env.xsum.s()) | env.mul.s(10) | env.add.s(1)
-    result = env.track(await canvas.delay())
+    result = env.track(await canvas.apply_async(intermediate_results=True))
     assert await result.get(timeout=TIMEOUT) == 61
     assert await result.parent.get(timeout=TIMEOUT) == 60  # type: ignore[union-attr]
 
@@ -325,7 +360,8 @@ async def test_chord_with_chain_members(env: Env) -> None:
 
 async def test_failing_chord_member_fails_the_chord(env: Env) -> None:
     members = [env.add.s(1, 1), env.boom.s(3), env.add.s(2, 2)]
-    result = env.track(await (chord(members, env.xsum.s()) | env.record.s("after")).delay())
+    canvas = chord(members, env.xsum.s()) | env.record.s("after")
+    result = env.track(await canvas.apply_async(intermediate_results=True))
 
     with pytest.raises(ValueError, match="boom 3"):
         await result.get(timeout=TIMEOUT)
@@ -357,7 +393,8 @@ async def test_chord_member_chain_failing_before_its_last_step_fails_the_chord(e
 
 async def test_unknown_task_in_a_chain_fails_the_rest(env: Env) -> None:
     unknown = Signature("canvas.not_registered", app=env.app)
-    result = env.track(await chain(env.add.s(1, 1), unknown, env.record.s("never")).delay())
+    canvas = chain(env.add.s(1, 1), unknown, env.record.s("never"))
+    result = env.track(await canvas.apply_async(intermediate_results=True))
 
     with pytest.raises(UnknownTaskError, match="not_registered"):
         await result.get(timeout=TIMEOUT)

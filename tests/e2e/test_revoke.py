@@ -171,7 +171,9 @@ async def test_revoking_a_chains_root_stops_the_rest(make_app: MakeApp) -> None:
     app = make_app("revoke-chain")
     tasks = Tasks(app)
     async with app, app.worker(concurrency=2):
-        last = await chain(tasks.held.s(1), tasks.record.s(), tasks.record.s()).delay()
+        last = await chain(tasks.held.s(1), tasks.record.s(), tasks.record.s()).apply_async(
+            intermediate_results=True
+        )
         second = last.parent
         assert second is not None and second.parent is not None
         root = second.parent
@@ -190,7 +192,9 @@ async def test_a_chain_revoked_before_it_starts_reports_every_step(make_app: Mak
     app = make_app("revoke-chain-queued")
     tasks = Tasks(app)
     async with app:
-        last = await chain(tasks.record.s(1), tasks.record.s(), tasks.record.s()).delay()
+        last = await chain(tasks.record.s(1), tasks.record.s(), tasks.record.s()).apply_async(
+            intermediate_results=True
+        )
         first = last.parent.parent if last.parent else None
         assert first is not None
         await app.control.revoke(first.id)

@@ -134,7 +134,8 @@ async def test_failing_step_stops_a_chain_across_workers(cluster: Cluster) -> No
     first, second = await cluster.start_many(2, *WORKER)
     add, boom = cluster.task("add"), cluster.task("boom")
 
-    result = await chain(add.s(1, 1), add.s(1), boom.s(), add.s(100), add.s(1000)).delay()
+    canvas = chain(add.s(1, 1), add.s(1), boom.s(), add.s(100), add.s(1000))
+    result = await canvas.apply_async(intermediate_results=True)
 
     with pytest.raises(ValueError, match="boom 3") as caught:
         await result.get(timeout=TIMEOUT)

@@ -345,6 +345,12 @@ async def test_aioqueue_chain_runs_on_celery(aioqueue_client: App) -> None:
     add, mul = tasks["ci.add"], tasks["ci.mul"]
     result = await (add.s(1, 2) | mul.s(10) | add.si(5, 5)).delay()
     assert await result.get(timeout=TIMEOUT) == 10
+    # Asked for, Celery's worker sends the earlier steps' results too.
+    asked = await (add.s(1, 2) | mul.s(10) | add.si(5, 5)).apply_async(intermediate_results=True)
+    assert await asked.get(timeout=TIMEOUT) == 10
+    assert asked.parent is not None and asked.parent.parent is not None
+    assert await asked.parent.get(timeout=TIMEOUT) == 30
+    assert await asked.parent.parent.get(timeout=TIMEOUT) == 3
     assert await (await (add.s(2, 2) | mul.s(3)).delay()).get(timeout=TIMEOUT) == 12
     failing = await (add.s(1, 2) | tasks["ci.fail"].si("mid") | add.s(5)).delay()
     with pytest.raises(ValueError) as failed:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from aioqueue import App, Signature, chain, chord, group
+from aioqueue import App, ResultNotSentError, Signature, chain, chord, group
 from tests.interop import aioqueue_app, celery_app
 from tests.interop.processes import Fleet, fleet
 from tests.processes import ONE_LOOP
@@ -138,6 +138,14 @@ async def test_aioqueue_chain_alternates_between_the_workers(
     workflow = chain(head, *(_step(aioqueue_client, workers, s, i) for s, i in rest))
     result = await workflow.delay()
     assert await result.get(timeout=TIMEOUT) == TRAIL[first:]
+    assert result.parent is not None
+    with pytest.raises(ResultNotSentError):
+        await result.parent.get(timeout=TIMEOUT)
+    # Asked for, the step before the last reports too, from the other worker.
+    result = await workflow.apply_async(intermediate_results=True)
+    assert await result.get(timeout=TIMEOUT) == TRAIL[first:]
+    assert result.parent is not None
+    assert await result.parent.get(timeout=TIMEOUT) == TRAIL[first:-1]
 
 
 @ONE_LOOP

@@ -26,7 +26,9 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[Canvas] = []
 
-    async def send_canvas(self, canvas: Canvas) -> AsyncResult[Any]:
+    async def send_canvas(
+        self, canvas: Canvas, *, intermediate_results: bool | None = None
+    ) -> AsyncResult[Any]:
         self.sent.append(canvas)
         return AsyncResult("id", DisabledBackend(tuple))
 

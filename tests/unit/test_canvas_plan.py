@@ -11,6 +11,7 @@ header keys in the same order, same values, same body bytes.
 from __future__ import annotations
 
 import ast
+import asyncio
 import base64
 import itertools
 import json
@@ -22,7 +23,16 @@ from typing import Any
 
 import pytest
 
-from aioqueue import App, ConfigurationError, GroupResult, State, chain, chord, group
+from aioqueue import (
+    App,
+    ConfigurationError,
+    GroupResult,
+    ResultNotSentError,
+    State,
+    chain,
+    chord,
+    group,
+)
 from aioqueue.canvas import Canvas, Node, Outgoing, Step, freeze, plan, result_of
 from aioqueue.message import ResultMessage, TaskMessage, utc_now
 from aioqueue.worker.chord import Decision, decide
@@ -308,6 +318,37 @@ def test_freeze_keeps_given_ids_and_skips_reply_to_when_results_are_ignored() ->
     assert second["options"].pop("task_id").startswith("id")
     assert second["options"] == {"ignore_result": True}
     assert frozen(add.s(1, 1), reply_to=None)["options"] == {"task_id": "id0"}
+
+
+def test_without_intermediate_results_only_the_last_steps_name_reply_to() -> None:
+    canvas = chain(
+        add.s(1, 1),
+        chord([add.s(1), chain(add.s(2), add.s(3))], add.s(4)),
+        chain(add.s(5), group(add.s(6), add.s(7))),
+    )
+    node = freeze(canvas.to_dict(), RQ, make_id=counter(), intermediate_results=False)
+
+    def replies(n: Node) -> list[tuple[Any, bool]]:
+        if n.get("subtask_type") is None:
+            return [(n["args"], "reply_to" in n["options"])]
+        kw = n["kwargs"]
+        children = [kw["header"], kw["body"]] if "header" in kw else kw["tasks"]
+        return [r for child in children for r in replies(child)]
+
+    # The group ending the chain is its result; everything before it is not sent.
+    assert replies(node) == [
+        ([1, 1], False), ([1], False), ([2], False), ([3], False), ([4], False),
+        ([5], False), ([6], True), ([7], True),
+    ]  # fmt: skip
+    result = result_of(node, app.results)
+    assert isinstance(result, GroupResult) and result.parent is not None
+    with pytest.raises(ResultNotSentError, match=result.parent.id):
+        asyncio.run(result.parent.get())
+    # The messages still carry every step, in Celery's form.
+    (first,) = messages(node)
+    assert [n["options"]["task_id"] for n in first.chain or ()] == [
+        s["options"]["task_id"] for s in node["kwargs"]["tasks"][:0:-1]
+    ]
 
 
 def test_freeze_does_not_touch_the_canvas() -> None:

@@ -174,7 +174,9 @@ class Tasks:
 
 
 def _app(transport: Recording, **settings: Any) -> tuple[App, Tasks]:
-    app = App("vectors", broker=transport, **settings)
+    # Celery's chains name reply_to on every step: compared as Celery sends them (this
+    # app's default sends none on a chain's earlier steps, tested in test_canvas_plan).
+    app = App("vectors", broker=transport, **{"intermediate_results": True, **settings})
 
     @app.task(name="tasks.multiply")
     async def multiply(x: int, y: int) -> int:
