@@ -869,6 +869,8 @@ class Worker:
             todo = followups(message, state, codec)
         if not todo.tasks.messages and not todo.states:
             await self._report(message, state)
+        elif not message.reply_to or message.ignore_result:
+            await self._continue(message, todo)  # a chain's earlier step: no result to send
         else:
             if todo.tasks.messages and state.status is State.SUCCESS:
                 # Celery's children are what a success set off; errbacks are not.
