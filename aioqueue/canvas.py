@@ -391,9 +391,27 @@ def freeze(
     ``reply_to``: their workers (aioqueue's or Celery's) send no result for them, while
     a failure still reaches the last step's promise (it names ``reply_to``).
     """
-    frozen = copy.deepcopy(node)
+    frozen = _copy_structure(node)
     _freeze(frozen, reply_to, make_id, intermediate_results)
     return frozen
+
+
+def _copy_structure(node: Node) -> Node:
+    """A copy of the dicts and lists ``_freeze`` writes to (nodes, their options, the
+    children of chains, groups and chords); arguments are shared, never written."""
+    copied = {**node, "options": dict(node.get("options") or {})}
+    kind = node.get("subtask_type")
+    if kind in ("chain", "group"):
+        kwargs = node["kwargs"]
+        copied["kwargs"] = {**kwargs, "tasks": [_copy_structure(c) for c in kwargs["tasks"]]}
+    elif kind == "chord":
+        kwargs = node["kwargs"]
+        copied["kwargs"] = {
+            **kwargs,
+            "header": _copy_structure(kwargs["header"]),
+            "body": _copy_structure(kwargs["body"]),
+        }
+    return copied
 
 
 def _freeze(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import base64
+import copy
 import itertools
 import json
 from collections.abc import Callable
@@ -357,6 +358,12 @@ def test_freeze_does_not_touch_the_canvas() -> None:
     frozen(canvas)
     assert canvas.to_dict() == before
     assert "task_id" not in before["kwargs"]["tasks"][0]["options"]
+    # Nor the node it is given (beat freezes the same stored entry for every slot).
+    node = chain(add.s([1]), group(add.s(2), chord([add.s(3)], add.s(4)))).to_dict()
+    kept = copy.deepcopy(node)
+    done = freeze(node, RQ)
+    assert node == kept and done != kept
+    assert done["kwargs"]["tasks"][0]["args"] is node["kwargs"]["tasks"][0]["args"]
 
 
 def test_chain_publishes_its_first_step_and_embeds_the_rest_last_step_first() -> None:
