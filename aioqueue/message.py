@@ -21,34 +21,37 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .exceptions import MalformedMessageError
 
-__all__ = ("ResultMessage", "State", "TaskMessage", "new_id")
+__all__ = ("ResultMessage", "State", "TaskMessage", "full_headers", "new_id")
 
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 
-# The headers every protocol v2 message carries; anything else is a user header.
-_KNOWN_HEADERS = frozenset(
-    {
-        "lang",
-        "task",
-        "id",
-        "shadow",
-        "eta",
-        "expires",
-        "group",
-        "group_index",
-        "retries",
-        "timelimit",
-        "root_id",
-        "parent_id",
-        "argsrepr",
-        "kwargsrepr",
-        "origin",
-        "ignore_result",
-        "replaced_task_nesting",
-        "stamped_headers",
-        "stamps",
-    }
-)
+# Protocol v2's headers in Celery's order, with the value a worker reads when one is
+# missing (task and id are never missing).
+_PROTOCOL_DEFAULTS: dict[str, Any] = {
+    "lang": "py",
+    "task": None,
+    "id": None,
+    "shadow": None,
+    "eta": None,
+    "expires": None,
+    "group": None,
+    "group_index": None,
+    "retries": 0,
+    "timelimit": [None, None],
+    "root_id": None,
+    "parent_id": None,
+    "argsrepr": None,
+    "kwargsrepr": None,
+    "origin": None,
+    "ignore_result": False,
+    "replaced_task_nesting": 0,
+    "stamped_headers": None,
+    "stamps": {},
+}
+
+
+# The headers of protocol v2; anything else is a user header.
+_KNOWN_HEADERS = frozenset(_PROTOCOL_DEFAULTS)
 
 
 def new_id() -> str:
@@ -73,6 +76,12 @@ class State(StrEnum):
 
 
 Embed = dict[str, Any]
+
+
+def full_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    """A task message's ``headers`` with the protocol v2 keys it leaves out at their
+    defaults, every key in Celery's order: the table a Celery client sends."""
+    return {**_PROTOCOL_DEFAULTS, "timelimit": [None, None], "stamps": {}, **headers}
 
 
 class TaskMessage(BaseModel):
@@ -110,30 +119,49 @@ class TaskMessage(BaseModel):
     priority: int | None = None
 
     def headers(self) -> dict[str, Any]:
-        """The AMQP headers table: every protocol v2 key, then the user's extra headers."""
-        headers: dict[str, Any] = {
-            "lang": "py",
-            "task": self.task,
-            "id": self.id,
-            "shadow": self.shadow,
-            "eta": _iso(self.eta),
-            "expires": _iso(self.expires),
-            "group": self.group,
-            "group_index": self.group_index,
-            "retries": self.retries,
-            "timelimit": list(self.timelimit),
-            "root_id": self.root_id or self.id,
-            "parent_id": self.parent_id,
-            "argsrepr": self.argsrepr if self.argsrepr is not None else repr(tuple(self.args)),
-            "kwargsrepr": self.kwargsrepr if self.kwargsrepr is not None else repr(self.kwargs),
-            "origin": self.origin,
-            "ignore_result": self.ignore_result,
-            "replaced_task_nesting": self.replaced_task_nesting,
-            "stamped_headers": self.stamped_headers,
-            "stamps": self.stamps,
-        }
+        """The AMQP headers table: protocol v2's keys, then the user's extra headers.
+
+        A key whose value is the protocol's default (``None``, ``0``, no time limits,
+        no stamps) is left out: every worker, Celery's included, reads a missing key as
+        that default, and each header costs the broker and both ends on every message.
+        :func:`full_headers` gives the table with every key, as Celery's client sends it.
+        """
+        headers: dict[str, Any] = {"lang": "py", "task": self.task, "id": self.id}
+        if self.shadow is not None:
+            headers["shadow"] = self.shadow
+        if self.eta is not None:
+            headers["eta"] = _iso(self.eta)
+        if self.expires is not None:
+            headers["expires"] = _iso(self.expires)
+        if self.group is not None:
+            headers["group"] = self.group
+        if self.group_index is not None:
+            headers["group_index"] = self.group_index
+        if self.retries:
+            headers["retries"] = self.retries
+        if self.timelimit != (None, None):
+            headers["timelimit"] = list(self.timelimit)
+        headers["root_id"] = self.root_id or self.id
+        if self.parent_id is not None:
+            headers["parent_id"] = self.parent_id
+        headers["argsrepr"] = self.argsrepr if self.argsrepr is not None else repr(tuple(self.args))
+        headers["kwargsrepr"] = (
+            self.kwargsrepr if self.kwargsrepr is not None else repr(self.kwargs)
+        )
+        headers["origin"] = self.origin
+        headers["ignore_result"] = self.ignore_result
+        if self.replaced_task_nesting:
+            headers["replaced_task_nesting"] = self.replaced_task_nesting
+        if self.stamped_headers is not None:
+            headers["stamped_headers"] = self.stamped_headers
+        if self.stamps:
+            headers["stamps"] = self.stamps
         headers.update(self.extra_headers)
         return headers
+
+    def full_headers(self) -> dict[str, Any]:
+        """:meth:`headers` with every protocol v2 key (see :func:`full_headers`)."""
+        return full_headers(self.headers())
 
     def body(self) -> list[Any]:
         """The body value ``[args, kwargs, embed]`` (before serialisation)."""

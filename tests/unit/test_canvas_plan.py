@@ -35,7 +35,7 @@ from aioqueue import (
     group,
 )
 from aioqueue.canvas import Canvas, Node, Outgoing, Step, freeze, plan, result_of
-from aioqueue.message import ResultMessage, TaskMessage, utc_now
+from aioqueue.message import ResultMessage, TaskMessage, full_headers, utc_now
 from aioqueue.worker.chord import Decision, decide
 from aioqueue.worker.completion import followups
 from aioqueue.worker.execute import failure_state, success_state
@@ -224,7 +224,7 @@ def _compare_with_vector(case: str, out: Outgoing, reprs_differ: bool = False) -
     # The origin is the publishing process: volatile, so take the capture's.
     message = out.message.model_copy(update={"origin": expected["origin"]})
     envelope = app.broker.envelope(message)
-    headers = envelope.headers
+    headers = full_headers(envelope.headers)
 
     # The capture lists ids, origin and reply_to as volatile: they were fed back in,
     # so every header must be the same, in the same order.

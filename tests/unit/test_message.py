@@ -87,7 +87,7 @@ def test_task_vector_headers_round_trip(case: str) -> None:
         # send_task leaves it null; aioqueue reads null as "not ignored" and writes false.
         expected["ignore_result"] = False
 
-    headers = _decode_task(vector).headers()
+    headers = _decode_task(vector).full_headers()
 
     assert list(headers) == list(expected)
     assert json.dumps(headers) == json.dumps(expected)
@@ -158,23 +158,64 @@ def test_result_failure_vector_rebuilds_the_remote_exception() -> None:
 # -- the model on its own --------------------------------------------------------------
 
 
-def test_headers_carry_every_protocol_key_with_defaults() -> None:
+def test_headers_leave_out_the_keys_at_their_protocol_defaults() -> None:
     message = TaskMessage(id="id-1", task="t", args=[1, "a"], kwargs={"k": None})
 
     headers = message.headers()
 
-    assert set(headers) == PROTOCOL_HEADERS
-    assert headers["lang"] == "py"
+    # What every message carries: its name and id, its workflow root, what monitors
+    # show (reprs, origin), and ignore_result (Celery's worker would read a missing
+    # one as its own task's setting, not as false).
+    assert list(headers) == [
+        "lang", "task", "id", "root_id", "argsrepr", "kwargsrepr", "origin", "ignore_result"
+    ]  # fmt: skip
     assert headers["root_id"] == "id-1"
     assert headers["argsrepr"] == "(1, 'a')"
     assert headers["kwargsrepr"] == "{'k': None}"
-    assert headers["timelimit"] == [None, None]
-    assert headers["stamps"] == {} and headers["stamped_headers"] is None
+    assert headers["ignore_result"] is False
     assert message.body() == [
         [1, "a"],
         {"k": None},
         {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
     ]
+    # Read back, the missing keys are their defaults; the full table is Celery's.
+    read = TaskMessage.from_wire(headers, message.body())
+    assert (read.retries, read.timelimit, read.eta, read.group, read.stamps) == (
+        0, (None, None), None, None, {}
+    )  # fmt: skip
+    assert read.headers() == headers
+    full = message.full_headers()
+    assert set(full) == PROTOCOL_HEADERS and list(full)[:3] == ["lang", "task", "id"]
+    assert full["timelimit"] == [None, None] and full["retries"] == 0
+    assert full["stamps"] == {} and full["stamped_headers"] is None
+
+
+def test_headers_carry_every_key_that_differs_from_its_default() -> None:
+    eta = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    message = TaskMessage(
+        id="id-2",
+        task="t",
+        shadow="s",
+        eta=eta,
+        expires=eta,
+        group="g",
+        group_index=0,
+        retries=2,
+        timelimit=(30, None),
+        root_id="r",
+        parent_id="p",
+        replaced_task_nesting=1,
+        stamped_headers=["x"],
+        stamps={"x": 1},
+        extra_headers={"x-custom": "v"},
+    )
+
+    headers = message.headers()
+
+    assert set(headers) == PROTOCOL_HEADERS | {"x-custom"}
+    assert headers["group_index"] == 0 and headers["timelimit"] == [30, None]
+    assert message.full_headers() == headers
+    assert TaskMessage.from_wire(headers, message.body()).headers() == headers
 
 
 def test_embed_may_be_null() -> None:

@@ -26,6 +26,7 @@ import anyio
 import pytest
 
 from aioqueue import App, Queue, chain, group
+from aioqueue.message import full_headers
 from aioqueue.options import Options
 from aioqueue.task import Task
 from aioqueue.transport.base import Envelope, QueueSpec
@@ -64,6 +65,7 @@ class Recording(MemoryTransport):
 
 def document(exchange: str, routing_key: str, envelope: Envelope) -> dict[str, Any]:
     """A publish in the shape of a vector (properties as sent: absent when not set)."""
+    headers = dict(envelope.headers)
     properties: dict[str, Any] = {
         "content_type": envelope.content_type,
         "content_encoding": envelope.content_encoding,
@@ -78,7 +80,8 @@ def document(exchange: str, routing_key: str, envelope: Envelope) -> dict[str, A
         "exchange": exchange,
         "routing_key": routing_key,
         "properties": properties,
-        "headers": dict(envelope.headers),
+        # A task message as Celery sends it: every key (aioqueue leaves defaults out).
+        "headers": full_headers(headers) if "task" in headers else headers,
         "body_json": json.loads(envelope.body),
         "body_b64": base64.b64encode(envelope.body).decode(),
     }
