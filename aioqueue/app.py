@@ -23,7 +23,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, Self, TypeVar, Unpack, 
 from .beat import Beat
 from .broker import Broker
 from .builtins import builtin_tasks
-from .canvas import Canvas, Signature, freeze, plan, result_of
+from .canvas import Canvas, Outgoing, Plan, Signature, freeze, plan, result_of
 from .config import (
     AppConfig,
     TlsOption,
@@ -507,6 +507,44 @@ class App:
         result = result_of(node, self.results)
         attach_control(result, self.control)
         return result
+
+    async def send_many(self, signatures: Iterable[Signature[Any]]) -> list[AsyncResult[Any]]:
+        """Send many tasks at once, one message per signature (none of Celery's group
+        headers): every message is encoded first, then all are published concurrently
+        and their confirms awaited together. Returns their promises, in order.
+
+        :raises ArgumentsError: a call does not fit its task (nothing was sent).
+        :raises EncodeError: an argument is not serialisable (nothing was sent).
+        :raises PartialPublishError: only some messages were sent (it names which).
+        :raises PublishError: the only message was not sent.
+        """
+        sigs = list(signatures)
+        for sig in sigs:
+            self.check_arguments(sig.task, sig.args, sig.kwargs)
+        await self.broker.connect()
+        await self.results.start()
+        reply_to = self.results.reply_to
+        todo = Plan()
+        results: list[AsyncResult[Any]] = []
+        for sig in sigs:
+            if sig.link or sig.link_error:
+                node = freeze(sig.to_dict(), reply_to)
+                todo.extend(plan(node))
+                result = result_of(node, self.results)
+                attach_control(result, self.control)
+            else:  # as send_canvas's common case
+                opts = sig.options
+                replies = None if opts.ignore_result else reply_to
+                message = build_message(sig.task, sig.args, sig.kwargs, opts, reply_to=replies)
+                todo.messages.append(Outgoing(message, opts))
+                result = AsyncResult(message.id, self.results, control=self.control)
+            results.append(result)
+        await self.broker.publish_plan(todo)
+        if self._sent_events is not None:
+            await self._sent_events.send(
+                [(o.message, self.broker.route(o.options, o.message)) for o in todo.messages]
+            )
+        return results
 
     async def send_task(
         self,

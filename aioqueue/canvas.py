@@ -78,6 +78,8 @@ class Sender(Protocol):
         self, canvas: Canvas, *, intermediate_results: bool | None = None
     ) -> AsyncResult[Any]: ...
 
+    async def send_many(self, signatures: Iterable[Signature[Any]]) -> list[AsyncResult[Any]]: ...
+
     def check_arguments(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise :class:`~aioqueue.ArgumentsError` when ``task`` is known here and the
         arguments do not fit it."""

@@ -239,6 +239,23 @@ class Task(Generic[P, R]):
         sig: Signature[R] = Signature(self.name, args, kwargs, self.options)
         return cast(AsyncResult[R], await self.sender.send_canvas(sig))
 
+    async def delay_many(self, calls: Iterable[Iterable[Any]]) -> list[AsyncResult[R]]:
+        """Send one task per item of ``calls`` (the positional arguments of one call),
+        with the task's default options, all at once: the messages are published
+        concurrently and their confirms awaited together (see ``App.send_many``).
+        Returns the promises, in order.
+
+        :raises ArgumentsError: (a ``TypeError``) a call does not fit the task; nothing
+            was sent.
+        :raises PartialPublishError: only some were sent (it names which).
+        """
+        sigs: list[Signature[Any]] = []
+        for call in calls:
+            args = tuple(call)
+            self.bind_arguments(args, {})
+            sigs.append(Signature(self.name, args, {}, self.options))
+        return cast(list[AsyncResult[R]], await self.sender.send_many(sigs))
+
     async def apply_async(
         self,
         args: tuple[Any, ...] | list[Any] = (),

@@ -19,9 +19,11 @@ import pytest
 
 from aioqueue import (
     App,
+    ArgumentsError,
     AsyncResult,
     EncodeError,
     ResultTimeoutError,
+    Signature,
     State,
     Task,
     TaskError,
@@ -175,6 +177,42 @@ async def test_round_trip_by_name(env: Env) -> None:
 async def test_many_concurrent_round_trips(env: Env) -> None:
     results = [await env.multiply.delay(i, i) for i in range(50)]
     assert [await r.get(timeout=TIMEOUT) for r in results] == [i * i for i in range(50)]
+
+
+async def test_delay_many_sends_every_call_at_once(env: Env) -> None:
+    results = await env.multiply.delay_many((i, i) for i in range(50))
+    assert len({r.id for r in results}) == 50
+    assert [await r.get(timeout=TIMEOUT) for r in results] == [i * i for i in range(50)]
+    assert await env.multiply.delay_many([]) == []
+
+
+async def test_send_many_mixes_tasks_and_options_and_keeps_their_order(env: Env) -> None:
+    sigs = [
+        env.multiply.s(2, 3),
+        env.record.s("many").set(task_id="mine"),
+        env.fail.s("one of many"),
+        Signature("tasks.multiply", (4, 5)),  # by name: not checked, as send_task
+        env.multiply.s(1, 2).on_success(env.record.si("linked")),
+    ]
+    results = await env.client.send_many(sigs)
+    assert results[1].id == "mine"
+    outcomes = [await r.get(timeout=TIMEOUT, propagate=False) for r in results]
+    assert outcomes[0] == 6 and outcomes[1] == "many" and outcomes[3] == 20
+    assert isinstance(outcomes[2], ValueError) and str(outcomes[2]) == "one of many"
+    assert outcomes[4] == 2
+    await eventually(lambda: "linked" in env.calls)
+    assert sorted(env.calls) == ["linked", "many"]
+
+
+async def test_many_with_one_bad_call_sends_none(env: Env) -> None:
+    with pytest.raises(ArgumentsError, match="multiply"):
+        await env.multiply.delay_many([(1, 2), (1,), (3, 4)])
+    unserialisable = env.record.s(object())  # type: ignore[arg-type]
+    with pytest.raises(EncodeError):
+        await env.app.send_many([env.record.s("first"), unserialisable])
+    # Nothing of either was published: the next one is the first the worker runs.
+    assert await (await env.record.delay("after")).get(timeout=TIMEOUT) == "after"
+    assert env.calls == ["after"]
 
 
 async def test_direct_call_runs_locally_without_a_broker() -> None:

@@ -4,7 +4,7 @@ and the errors a caller reads."""
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import pytest
@@ -31,6 +31,11 @@ class Recorder:
     ) -> AsyncResult[Any]:
         self.sent.append(canvas)
         return AsyncResult("id", DisabledBackend(tuple))
+
+    async def send_many(self, signatures: Iterable[Signature[Any]]) -> list[AsyncResult[Any]]:
+        sent = list(signatures)
+        self.sent.extend(sent)
+        return [AsyncResult(f"id{i}", DisabledBackend(tuple)) for i in range(len(sent))]
 
     def check_arguments(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         pass
