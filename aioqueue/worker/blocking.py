@@ -102,6 +102,10 @@ class BlockWatch:
             if time.monotonic() - self._due < self.threshold / 2:
                 continue
             culprit = self._running()
+            if culprit is None:
+                # The loop runs no task now: code between tasks, or the stall just ended
+                # and the heartbeat has not run yet. Neither names nor clears a task.
+                continue
             if self._culprit is None:
                 self._culprit = culprit
             elif culprit != self._culprit:

@@ -163,6 +163,31 @@ async def test_a_task_blocking_the_loop_is_named(
     assert warning.event == "blocked" and 0.55 <= warning.duration <= 1.5  # type: ignore[attr-defined]
 
 
+async def test_a_stall_that_ends_outside_the_task_still_names_it(
+    make_app: MakeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    app = make_app("log-block-after")
+
+    @app.task(name="log.block_then_callback")
+    async def block_then_callback() -> str:
+        # Runs after this task's step, on asyncio before the late heartbeat: the stall
+        # goes on with no task on the loop thread's stack (uvloop runs the heartbeat
+        # first, so the task's part is a stall of its own).
+        asyncio.get_running_loop().call_soon(time.sleep, 0.4)
+        time.sleep(0.4)  # noqa: ASYNC251 (what the warning is about)
+        return "done"
+
+    async with app, app.worker(concurrency=1, block_warning=0.1):
+        blocked = await block_then_callback.delay()
+        assert await blocked.get(timeout=TIMEOUT) == "done"
+    (warning,) = _lines(caplog, blocked.id)
+    assert warning.getMessage().startswith(
+        f"task log.block_then_callback[{blocked.id}] blocked the event loop for "
+    )
+    assert 0.35 <= warning.duration <= 2.0  # type: ignore[attr-defined]
+
+
 async def test_block_warning_zero_watches_nothing(
     make_app: MakeApp, caplog: pytest.LogCaptureFixture
 ) -> None:
