@@ -204,6 +204,21 @@ async def test_a_chain_revoked_before_it_starts_reports_every_step(make_app: Mak
     assert tasks.runs == []
 
 
+async def test_a_revoked_chain_tells_its_promise_without_intermediate_results(
+    make_app: MakeApp,
+) -> None:
+    app = make_app("revoke-chain-default")
+    tasks = Tasks(app)
+    async with app:
+        last = await chain(tasks.record.s(1), tasks.record.s(), tasks.record.s()).delay()
+        first = last.parent.parent if last.parent else None
+        assert first is not None
+        await app.control.revoke(first.id)
+        async with app.worker(concurrency=2):
+            await _revoked(last)
+    assert tasks.runs == []
+
+
 async def test_revoking_a_group_stops_its_members(make_app: MakeApp) -> None:
     app = make_app("revoke-group")
     tasks = Tasks(app)
