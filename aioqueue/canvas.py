@@ -178,12 +178,16 @@ class Signature(_Sendable[R]):
         self,
         args: tuple[Any, ...] | list[Any] = (),
         kwargs: dict[str, Any] | None = None,
+        *,
+        intermediate_results: bool | None = None,
         **options: Any,
     ) -> AsyncResult[R]:
         """Send the task with more arguments (see :meth:`merged`) and these send options
-        over its own (see :class:`~aioqueue.Options`)."""
+        over its own (see :class:`~aioqueue.Options`). ``intermediate_results`` is
+        accepted as by every canvas; a lone task has no earlier step."""
         sig = self.merged(tuple(args), kwargs)
-        return await _Sendable.delay(sig.with_options(**options) if options else sig)
+        sig = sig.with_options(**options) if options else sig
+        return await _Sendable._send(sig, intermediate_results)
 
     def set(self, **options: Any) -> Signature[R]:
         """Celery's spelling of :meth:`with_options`."""

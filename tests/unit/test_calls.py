@@ -145,11 +145,15 @@ async def test_signature_delay_and_apply_async_complete_the_partial() -> None:
     await task.s(1).delay(2)
     await task.s(y=1).apply_async((2,), {"y": 5}, countdown=10)
     await task.si(1, 2).delay(3)
-    first, second, third = sender.sent
+    # Accepted as by every canvas, and not taken for a send option.
+    await task.s(1).apply_async((2,), intermediate_results=True, priority=3)
+    first, second, third, fourth = sender.sent
     assert isinstance(first, Signature) and (first.args, first.kwargs) == ((2, 1), {})
     assert isinstance(second, Signature) and (second.args, second.kwargs) == ((2,), {"y": 5})
     assert second.options.countdown == 10
     assert isinstance(third, Signature) and third.args == (1, 2)
+    assert isinstance(fourth, Signature) and fourth.args == (2, 1)
+    assert fourth.options.priority == 3
 
 
 # -- STARTED ----------------------------------------------------------------------------
