@@ -869,7 +869,7 @@ class Worker:
             todo = followups(message, state, codec)
         if not todo.tasks.messages and not todo.states:
             await self._report(message, state)
-        elif not message.reply_to or message.ignore_result:
+        elif _reply_queue(message) is None:
             await self._continue(message, todo)  # a chain's earlier step: no result to send
         else:
             if todo.tasks.messages and state.status is State.SUCCESS:
@@ -1033,7 +1033,8 @@ class Worker:
 
     async def _report(self, message: TaskMessage, state: ResultMessage) -> None:
         """Send ``state`` to the caller, if it asked for results."""
-        if not message.reply_to or message.ignore_result:
+        reply_to = _reply_queue(message)
+        if reply_to is None:
             return
         if message.group is not None or message.parent_id is not None:
             # Celery's results name the task's group and parent when it has them.
@@ -1049,7 +1050,7 @@ class Worker:
             persistent=False,
         )
         # Not mandatory: a caller that went away (its reply queue gone) wants nothing.
-        await self.broker.send(envelope, message.reply_to)
+        await self.broker.send(envelope, reply_to)
 
     async def _ack(self, delivery: Delivery) -> None:
         await self._settle(delivery.ack(), delivery)
@@ -1170,10 +1171,16 @@ def _maybe_copy(delivery: Delivery) -> bool:
     return delivery.redelivered or REDELIVERIES_HEADER in delivery.envelope.headers
 
 
+def _reply_queue(message: TaskMessage) -> str | None:
+    """Where this task's states go to its caller, if it asked for them."""
+    return None if message.ignore_result else message.reply_to or None
+
+
 def _sends_result(message: TaskMessage) -> bool:
     """Whether the result leaves this worker: to the caller or into the workflow."""
-    wants_reply = bool(message.reply_to) and not message.ignore_result
-    return wants_reply or bool(message.chain or message.callbacks or message.chord)
+    return _reply_queue(message) is not None or bool(
+        message.chain or message.callbacks or message.chord
+    )
 
 
 def _running_task(frame: FrameType) -> tuple[str, str] | None:
