@@ -479,33 +479,10 @@ class App:
         """
         await self.broker.connect()
         await self.results.start()
-        reply_to = self.results.reply_to
-        if isinstance(canvas, Signature) and not canvas.link and not canvas.link_error:
-            # The common case, without the canvas machinery.
-            opts = canvas.options
-            message = build_message(
-                canvas.task,
-                canvas.args,
-                canvas.kwargs,
-                opts,
-                # Nobody waits for a result the task is told not to send.
-                reply_to=None if opts.ignore_result else reply_to,
-            )
-            await self.broker.publish_task(message, opts)
-            if self._sent_events is not None:
-                await self._sent_events.send([(message, self.broker.route(opts, message))])
-            return AsyncResult(message.id, self.results, control=self.control)
         if intermediate_results is None:
             intermediate_results = self.intermediate_results
-        node = freeze(canvas.to_dict(), reply_to, intermediate_results=intermediate_results)
-        todo = plan(node)
-        await self.broker.publish_plan(todo)
-        if self._sent_events is not None:
-            await self._sent_events.send(
-                [(o.message, self.broker.route(o.options, o.message)) for o in todo.messages]
-            )
-        result = result_of(node, self.results)
-        attach_control(result, self.control)
+        todo, result = self._prepared(canvas, self.results.reply_to, intermediate_results)
+        await self._publish(todo)
         return result
 
     async def send_many(self, signatures: Iterable[Signature[Any]]) -> list[AsyncResult[Any]]:
@@ -523,28 +500,45 @@ class App:
             self.check_arguments(sig.task, sig.args, sig.kwargs)
         await self.broker.connect()
         await self.results.start()
-        reply_to = self.results.reply_to
         todo = Plan()
         results: list[AsyncResult[Any]] = []
         for sig in sigs:
-            if sig.link or sig.link_error:
-                node = freeze(sig.to_dict(), reply_to)
-                todo.extend(plan(node))
-                result = result_of(node, self.results)
-                attach_control(result, self.control)
-            else:  # as send_canvas's common case
-                opts = sig.options
-                replies = None if opts.ignore_result else reply_to
-                message = build_message(sig.task, sig.args, sig.kwargs, opts, reply_to=replies)
-                todo.messages.append(Outgoing(message, opts))
-                result = AsyncResult(message.id, self.results, control=self.control)
+            part, result = self._prepared(sig, self.results.reply_to, self.intermediate_results)
+            todo.extend(part)
             results.append(result)
+        await self._publish(todo)
+        return results
+
+    def _prepared(
+        self, canvas: Canvas, reply_to: str | None, intermediate_results: bool
+    ) -> tuple[Plan, AsyncResult[Any]]:
+        """The messages that send ``canvas``, and its promise (nothing is sent yet)."""
+        if isinstance(canvas, Signature) and not canvas.link and not canvas.link_error:
+            # The common case, without the canvas machinery.
+            opts = canvas.options
+            message = build_message(
+                canvas.task,
+                canvas.args,
+                canvas.kwargs,
+                opts,
+                # Nobody waits for a result the task is told not to send.
+                reply_to=None if opts.ignore_result else reply_to,
+            )
+            result = AsyncResult[Any](message.id, self.results, control=self.control)
+            return Plan([Outgoing(message, opts)]), result
+        node = freeze(canvas.to_dict(), reply_to, intermediate_results=intermediate_results)
+        todo = plan(node)
+        result = result_of(node, self.results)
+        attach_control(result, self.control)
+        return todo, result
+
+    async def _publish(self, todo: Plan) -> None:
+        """Publish ``todo`` (see ``Broker.publish_plan``), then its ``task-sent`` events."""
         await self.broker.publish_plan(todo)
         if self._sent_events is not None:
             await self._sent_events.send(
                 [(o.message, self.broker.route(o.options, o.message)) for o in todo.messages]
             )
-        return results
 
     async def send_task(
         self,

@@ -78,7 +78,9 @@ class Sender(Protocol):
         self, canvas: Canvas, *, intermediate_results: bool | None = None
     ) -> AsyncResult[Any]: ...
 
-    async def send_many(self, signatures: Iterable[Signature[Any]]) -> list[AsyncResult[Any]]: ...
+    async def send_many(self, signatures: Iterable[Signature[Any]]) -> list[AsyncResult[Any]]:
+        """Send one task per signature, after checking every call's arguments
+        (:meth:`check_arguments`): a call that does not fit sends nothing."""
 
     def check_arguments(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise :class:`~aioqueue.ArgumentsError` when ``task`` is known here and the

@@ -249,11 +249,10 @@ class Task(Generic[P, R]):
             was sent.
         :raises PartialPublishError: only some were sent (it names which).
         """
-        sigs: list[Signature[Any]] = []
-        for call in calls:
-            args = tuple(call)
-            self.bind_arguments(args, {})
-            sigs.append(Signature(self.name, args, {}, self.options))
+        # send_many checks every call against the registered task before sending.
+        sigs: list[Signature[R]] = [
+            Signature(self.name, tuple(call), {}, self.options) for call in calls
+        ]
         return cast(list[AsyncResult[R]], await self.sender.send_many(sigs))
 
     async def apply_async(
