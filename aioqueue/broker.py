@@ -13,9 +13,9 @@ later beat and remote control) goes through a :class:`Broker`:
    once more, so a deleted queue costs one retry rather than every later message.
 
 A canvas's messages are encoded first (an unserialisable argument sends nothing), then
-published concurrently under one task group; when some fail, the caller learns which
-were sent (:class:`~aioqueue.exceptions.PartialPublishError`), and no publish is left
-running.
+handed to the transport together (``Transport.publish_many``: RabbitMQ gets them in a few
+writes and confirms them together); when some fail, the caller learns which were sent
+(:class:`~aioqueue.exceptions.PartialPublishError`), and no publish is left running.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from .topology import (
     delay_topology,
     dlq_name,
 )
-from .transport.base import Envelope, ExchangeSpec, QueueSpec, Transport
+from .transport.base import Envelope, ExchangeSpec, Publish, QueueSpec, Transport
 
 __all__ = ("Broker",)
 
@@ -367,7 +367,7 @@ class Broker:
         )
 
     async def publish_plan(self, todo: Plan) -> None:
-        """Declare the chords of ``todo``, then publish its messages concurrently.
+        """Declare the chords of ``todo``, then publish its messages together.
 
         :raises PartialPublishError: some of several messages were not sent (every
             publish has ended by then; the error says which were sent).
@@ -385,17 +385,47 @@ class Broker:
             (o.message.id, self.envelope(o.message), self.route(o.options, o.message))
             for o in todo.messages
         ]
+        await self.connect()
         failed: dict[str, BrokerError] = {}
+        publishes: list[Publish] = []
+        sending: list[tuple[str, Envelope, Route]] = []
+        for task_id, envelope, route in ready:
+            try:
+                exchange = await self.declare_route(route)
+            except BrokerError as exc:
+                failed[task_id] = exc
+                continue
+            publishes.append(Publish(envelope, exchange, route.routing_key, mandatory=True))
+            sending.append((task_id, envelope, route))
+        outcomes = await self.transport.publish_many(publishes)
+        again: list[tuple[str, Envelope, Route]] = []
+        for item, outcome in zip(sending, outcomes, strict=True):
+            if isinstance(outcome, PublishError) and item[2].declare:
+                again.append(item)  # declared here before, unroutable now: see publish
+            elif outcome is not None:
+                failed[item[0]] = outcome
+        if again:
+            await self._publish_again(again, failed)
+        if failed:
+            sent = [task_id for task_id, _, _ in ready if task_id not in failed]
+            raise PartialPublishError(sent, failed)
+
+    async def _publish_again(
+        self, again: list[tuple[str, Envelope, Route]], failed: dict[str, BrokerError]
+    ) -> None:
+        """Declare again the routes of publishes that could not be routed, and publish
+        them once more."""
+        for _, _, route in again:
+            log.info("publish to %r failed: not routable; declaring it again", route.routing_key)
+            self._forget(route)
 
         async def one(task_id: str, envelope: Envelope, route: Route) -> None:
             try:
-                await self.publish_envelope(envelope, route)
+                exchange = await self.declare_route(route)
+                await self._send(envelope, exchange, route, True)
             except BrokerError as exc:
                 failed[task_id] = exc
 
         async with asyncio.TaskGroup() as group:
-            for item in ready:
+            for item in again:
                 group.create_task(one(*item))
-        if failed:
-            sent = [task_id for task_id, _, _ in ready if task_id not in failed]
-            raise PartialPublishError(sent, failed)

@@ -239,6 +239,42 @@ async def _expect_unroutable(transport: Transport, exchange: str, routing_key: s
         )
 
 
+async def _check_publish_many(transport: Transport, prefix: str, make: TransportFactory) -> None:
+    assert await transport.publish_many([]) == [], "nothing to publish: no outcome"
+    topic, queue = f"{prefix}.topic", await _queue(transport, f"{prefix}.q")
+    missing = f"{prefix}.missing"
+    await transport.declare_exchange(ExchangeSpec(topic, "topic"))
+    await transport.bind(BindingSpec(queue, topic, "eu.#"))
+    # More messages than one write holds, one larger than a frame, and refusals among them.
+    bodies = [str(i).encode() for i in range(600)]
+    bodies[300] = b"x" * 300_000
+    publishes = [Publish(Envelope(body=b), routing_key=queue, mandatory=True) for b in bodies]
+    publishes[100:100] = [Publish(Envelope(body=b"u"), topic, "us.x", mandatory=True)]
+    publishes[200:200] = [Publish(Envelope(body=b"m"), missing, queue)]
+    publishes[400:400] = [Publish(Envelope(body=b"eu"), topic, "eu.orders", mandatory=True)]
+    publishes[500:500] = [Publish(Envelope(body=b"dropped"), topic, "us.y")]
+    outcomes = await transport.publish_many(publishes)
+    assert len(outcomes) == len(publishes), "one outcome per publish"
+    unroutable, refused = outcomes[100], outcomes[200]
+    assert isinstance(unroutable, UnroutableError), f"mandatory, no route: {unroutable!r}"
+    assert (unroutable.exchange, unroutable.routing_key) == (topic, "us.x"), unroutable
+    assert isinstance(refused, PublishError), f"a missing exchange: {refused!r}"
+    assert repr(missing) in str(refused), f"the error names the exchange: {refused}"
+    assert [o for i, o in enumerate(outcomes) if i not in (100, 200)] == [None] * (
+        len(publishes) - 2
+    ), "every other publish is confirmed (a dropped one that is not mandatory too)"
+    got = _Collector()
+    consumer = await transport.consume(queue, got, prefetch=1000)
+    delivered = [d.envelope.body for d in await got.wait_for(601)]
+    await consumer.cancel()
+    expected = [
+        p.envelope.body for p in publishes if p.exchange == "" or p.routing_key == "eu.orders"
+    ]
+    assert delivered == expected, "publishes of one call arrive in their order"
+    await _cleanup(transport, queue)
+    await transport.delete_exchange(topic)
+
+
 async def _check_dead_letter_ttl(transport: Transport, prefix: str, make: TransportFactory) -> None:
     target = await _queue(transport, f"{prefix}.target")
     delay = f"{prefix}.delay"
@@ -569,6 +605,7 @@ _CHECKS = (
     _check_exchanges,
     _check_headers_exchange,
     _check_mandatory,
+    _check_publish_many,
     _check_dead_letter_ttl,
     _check_missing_exchange,
     _check_preconditions,

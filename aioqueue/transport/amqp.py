@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import math
 import random
@@ -55,14 +56,16 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import aiormq
 import aiormq.abc
 import aiormq.exceptions
+from aiormq.abc import ChannelFrame
 from pamqp import commands as spec
 from pamqp import encode as pamqp_encode
+from pamqp.header import ContentHeader
 
 from ..config import (
     TlsOption,
@@ -173,6 +176,15 @@ def _translate(exc: BaseException, action: str) -> BaseException:
             error.__cause__ = exc
             return error
     return exc
+
+
+def _broker_error(exc: BaseException, action: str) -> BrokerError:
+    error = _translate(exc, action)
+    if isinstance(error, BrokerError):
+        return error
+    wrapped = BrokerError(f"{action}: {exc}")
+    wrapped.__cause__ = exc
+    return wrapped
 
 
 def _reraise(exc: BaseException, action: str) -> NoReturn:
@@ -1002,6 +1014,94 @@ def _publish_refused(
     return PublishError(f"{_publishing(exchange, routing_key)}: {exc}")
 
 
+# A batch of publishes is written in pieces of at most this many messages or bytes,
+# so that one large batch does not hold the channel from other publishers for long.
+_BATCH_MESSAGES = 256
+_BATCH_BYTES = 1 << 20
+
+
+def _pieces(publishes: Sequence[tuple[int, Publish]]) -> Iterator[list[tuple[int, Publish]]]:
+    piece: list[tuple[int, Publish]] = []
+    size = 0
+    for item in publishes:
+        piece.append(item)
+        size += len(item[1].envelope.body)
+        if len(piece) >= _BATCH_MESSAGES or size >= _BATCH_BYTES:
+            yield piece
+            piece, size = [], 0
+    if piece:
+        yield piece
+
+
+async def _write_publishes(
+    channel: aiormq.Channel, publishes: Sequence[Publish]
+) -> list[asyncio.Future[Any]]:
+    """Write ``publishes`` to ``channel`` as one write; returns their confirm futures.
+
+    ``basic_publish`` takes the channel's lock, queues a write and waits for it to be
+    written for every message. Here the lock is taken once and the messages' frames go
+    out together, numbered and awaited exactly as ``basic_publish`` numbers and awaits
+    them (aiormq settles the futures: confirms, returns and a closing channel). Nothing
+    is written if this fails before the write.
+    """
+    async with channel.lock:
+        if channel.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError("channel is closed")
+        first = channel.delivery_tag
+        futures: list[asyncio.Future[Any]] = []
+        frames: list[Any] = []
+        try:
+            for p in publishes:
+                channel.delivery_tag += 1
+                tag = channel.delivery_tag
+                properties = _properties(p.envelope)
+                if not properties.message_id:
+                    properties.message_id = uuid.uuid4().hex
+                confirmation = channel.create_future()
+                channel.confirmations[tag] = confirmation
+                channel.message_id_delivery_tag[properties.message_id] = tag
+                confirmation.add_done_callback(
+                    functools.partial(_forget_message_id, channel, properties.message_id, tag)
+                )
+                futures.append(confirmation)
+                body = p.envelope.body
+                frames.append(
+                    spec.Basic.Publish(
+                        exchange=p.exchange, routing_key=p.routing_key, mandatory=p.mandatory
+                    )
+                )
+                frames.append(ContentHeader(properties=properties, body_size=len(body)))
+                frames += channel._split_body(body)
+            drained = channel.create_future()
+            await channel.write_queue.put(
+                ChannelFrame.marshall(
+                    channel_number=channel.number, frames=frames, drain_future=drained
+                )
+            )
+        except BaseException:
+            # The broker has seen none of them: their numbers are used again.
+            channel.delivery_tag = first
+            for tag, future in enumerate(futures, first + 1):
+                channel.confirmations.pop(tag, None)
+                future.cancel()
+            raise
+        # Held until written, as basic_publish does: the next writer waits for the socket.
+        try:
+            await drained
+        except _CHANNEL_FAILURES:
+            pass  # written or not, the closing channel settles their futures
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return futures
+
+
+def _forget_message_id(channel: aiormq.Channel, message_id: str, tag: int, _: object) -> None:
+    if channel.message_id_delivery_tag.get(message_id) == tag:
+        del channel.message_id_delivery_tag[message_id]
+
+
 def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
     table[key] = value
     table.move_to_end(key)
@@ -1551,6 +1651,91 @@ class AmqpTransport:
                 retries += 1
                 if not self._publish_again(exc, exchange, retries):
                     _reraise(exc, _publishing(exchange, routing_key))
+
+    async def publish_many(self, publishes: Sequence[Publish]) -> list[BrokerError | None]:
+        outcomes: list[BrokerError | None] = [None] * len(publishes)
+        pending = dict(enumerate(publishes))  # not settled yet
+        retries = dict.fromkeys(pending, 0)
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                while pending:
+                    await self._publish_round(pending, outcomes, retries)
+        except TimeoutError:
+            for i, p in pending.items():
+                outcomes[i] = BrokerConnectionError(
+                    f"{_publishing(p.exchange, p.routing_key)}: the broker did not confirm "
+                    f"within {self.publish_timeout:g} s"
+                )
+        return outcomes
+
+    async def _publish_round(
+        self,
+        pending: dict[int, Publish],
+        outcomes: list[BrokerError | None],
+        retries: dict[int, int],
+    ) -> None:
+        """Publish what is pending once, and settle what was confirmed or failed for good."""
+        channel = await self._round_channel(pending, outcomes)
+        if channel is None:
+            return
+        written: dict[int, asyncio.Future[Any]] = {}
+        for piece in _pieces(await self._routable(pending, outcomes)):
+            try:
+                futures = await _write_publishes(
+                    cast(aiormq.Channel, channel), [p for _, p in piece]
+                )
+            except _CHANNEL_FAILURES:
+                continue  # none of them was written: the next round tries them
+            written.update(zip((i for i, _ in piece), futures, strict=True))
+        try:
+            if written:
+                await asyncio.wait(written.values())
+        finally:
+            for i, future in written.items():
+                if not future.done():
+                    future.cancel()  # out of time: stays pending, reported as such
+                    continue
+                exc = None if future.cancelled() else future.exception()
+                if exc is None:
+                    del pending[i]
+                elif isinstance(exc, aiormq.exceptions.DeliveryError):
+                    p = pending.pop(i)
+                    outcomes[i] = _publish_refused(exc, p.exchange, p.routing_key)
+                elif not (channel.connection.is_closed and self._state == "open"):
+                    retries[i] += 1
+                    if not self._publish_again(exc, pending[i].exchange, retries[i]):
+                        p = pending.pop(i)
+                        outcomes[i] = _broker_error(exc, _publishing(p.exchange, p.routing_key))
+
+    async def _round_channel(
+        self, pending: dict[int, Publish], outcomes: list[BrokerError | None]
+    ) -> Channel | None:
+        channel = self._publisher
+        if channel is not None and not channel.is_closed:
+            return channel
+        first = next(iter(pending.values()))
+        try:
+            return await self._publish_channel(first.exchange, first.routing_key)
+        except BrokerConnectionError as exc:
+            if self._state == "open":
+                return None  # the next connection, within the deadline
+            for i in pending:
+                outcomes[i] = exc
+            pending.clear()
+            return None
+
+    async def _routable(
+        self, pending: dict[int, Publish], outcomes: list[BrokerError | None]
+    ) -> list[tuple[int, Publish]]:
+        """What is pending, less what goes to an exchange that does not exist (settled)."""
+        for name in sorted({p.exchange for p in pending.values() if p.exchange}):
+            try:
+                await self._check_exchange(name)
+            except PublishError as exc:
+                for i in [i for i, p in pending.items() if p.exchange == name]:
+                    p = pending.pop(i)
+                    outcomes[i] = PublishError(f"{_publishing(name, p.routing_key)}: {exc}")
+        return list(pending.items())
 
     def _publish_again(self, exc: BaseException, exchange: str, retries: int) -> bool:
         """Whether a publish whose channel closed under it is tried again."""

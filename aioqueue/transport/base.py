@@ -20,7 +20,7 @@ both pass. Application code should not need to call this API directly.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -139,11 +139,15 @@ Handler = Callable[[Delivery], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """One publish inside :meth:`Batch.commit`."""
+    """One publish of :meth:`Transport.publish_many` or :meth:`Batch.commit`.
+
+    ``mandatory`` is for :meth:`Transport.publish_many` only (see ``publish``).
+    """
 
     envelope: Envelope
     exchange: str = ""
     routing_key: str = ""
+    mandatory: bool = False
 
 
 class Batch(Protocol):
@@ -303,6 +307,19 @@ class Transport(Protocol):
         :raises BrokerConnectionError: the connection is gone, or the broker did not
             confirm in time.
         """
+
+    async def publish_many(self, publishes: Sequence[Publish]) -> list[BrokerError | None]:
+        """Publish every one of ``publishes`` and wait for all their confirms, within
+        the publish timeout; a transport writes them to the broker together where it
+        can, instead of one write and one wait per message.
+
+        Each publish succeeds or fails on its own, as :meth:`publish` would: the result
+        holds, in order, ``None`` for each one confirmed and the error
+        (:class:`~aioqueue.exceptions.UnroutableError`, ``PublishError``,
+        ``BrokerConnectionError``) for each one that was not. Every publish has ended
+        when it returns.
+        """
+        ...
 
     async def take_all(self, queue: str, *, min_count: int) -> Batch | None:
         """Lock ``queue`` for this caller alone and take every message it holds.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -521,6 +522,18 @@ class MemoryTransport:
     ) -> None:
         self._check_open()
         self._broker.publish(envelope, exchange, routing_key, mandatory=mandatory)
+
+    async def publish_many(self, publishes: Sequence[Publish]) -> list[BrokerError | None]:
+        self._check_open()
+        outcomes: list[BrokerError | None] = []
+        for p in publishes:
+            try:
+                self._broker.publish(p.envelope, p.exchange, p.routing_key, mandatory=p.mandatory)
+            except BrokerError as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
 
     async def take_all(self, queue: str, *, min_count: int) -> _Batch | None:
         self._check_open()

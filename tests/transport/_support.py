@@ -116,6 +116,10 @@ class Proxy:
                 await sink.drain()
         except (OSError, asyncio.IncompleteReadError):
             pass
+        except RuntimeError:
+            # uvloop's write to a connection dropped while the data was held.
+            if not sink.transport.is_closing():
+                raise
         finally:
             self._writers.discard(sink)
             with contextlib.suppress(Exception):

@@ -153,3 +153,75 @@ async def test_batch_commit_into_an_exchange_deleted_behind_the_cache_rolls_back
         await transport.publish(Envelope(body=b"x"), exchange=exchange, routing_key="")
     for name in (parts, out):
         await transport.delete_queue(name)
+
+
+async def test_publish_many_exchange_deleted_behind_the_cache_fails_only_its_own_publish(
+    make_amqp: MakeTransport, queue_name: str
+) -> None:
+    transport, other = await make_amqp(), await make_amqp()
+    exchange = f"{queue_name}.x"
+    await transport.declare_queue(QueueSpec(queue_name))
+    await transport.declare_exchange(ExchangeSpec(exchange, "fanout"))
+    await transport.publish(Envelope(body=b"seen"), exchange=exchange, routing_key="")
+    await other.delete_exchange(exchange)
+    publishes = [
+        Publish(Envelope(body=str(i).encode()), routing_key=queue_name) for i in range(600)
+    ]
+    publishes.insert(300, Publish(Envelope(body=b"lost"), exchange=exchange))
+    outcomes = await transport.publish_many(publishes)
+    errors = _errors(outcomes)
+    assert len(errors) == 1 and outcomes[300] is errors[0], errors
+    assert isinstance(errors[0], PublishError), repr(errors[0])
+    assert f"exchange {exchange!r} does not exist" in str(errors[0])
+    # The broker closed the channel under the rest of the batch: it is sent again.
+    assert set(await _bodies(transport, queue_name)) == {str(i).encode() for i in range(600)}
+    await transport.delete_queue(queue_name)
+
+
+@pytest.mark.timeout(60)
+async def test_publish_many_timeout_holds_when_the_broker_stops_answering(
+    make_amqp: MakeTransport, proxy: Proxy, queue_name: str
+) -> None:
+    transport = await make_amqp(proxy.url, publish_timeout=1.0)
+    await transport.declare_queue(QueueSpec(queue_name))
+    proxy.freeze()
+    try:
+        started = time.monotonic()
+        async with asyncio.timeout(15):
+            outcomes = await transport.publish_many(
+                [Publish(Envelope(body=b"frozen"), routing_key=queue_name)] * 300
+            )
+        assert time.monotonic() - started < 3
+    finally:
+        proxy.thaw()
+    assert len(outcomes) == 300
+    for outcome in outcomes:
+        assert isinstance(outcome, BrokerConnectionError), repr(outcome)
+        assert "did not confirm within 1 s" in str(outcome)
+    assert await transport.publish_many(
+        [Publish(Envelope(body=b"after"), routing_key=queue_name)]
+    ) == [None]
+    await transport.delete_queue(queue_name)
+
+
+@pytest.mark.timeout(60)
+async def test_publish_many_is_sent_again_over_the_next_connection(
+    make_amqp: MakeTransport, proxy: Proxy, queue_name: str
+) -> None:
+    transport = await make_amqp(proxy.url, publish_timeout=15.0, reconnect_interval=0.1)
+    await transport.declare_queue(QueueSpec(queue_name))
+    await transport.publish(Envelope(body=b"-1"), routing_key=queue_name)  # opens its channel
+    proxy.freeze()
+    sending = asyncio.create_task(
+        transport.publish_many(
+            [Publish(Envelope(body=str(i).encode()), routing_key=queue_name) for i in range(1000)]
+        )
+    )
+    await asyncio.sleep(0.3)  # written to the held connection, not confirmed
+    assert not sending.done()
+    proxy.drop()
+    proxy.thaw()
+    assert await sending == [None] * 1000
+    # At least once: what the lost connection may have delivered is sent again.
+    assert set(await _bodies(transport, queue_name)) == {str(i).encode() for i in range(-1, 1000)}
+    await transport.delete_queue(queue_name)
