@@ -395,6 +395,7 @@ class _Acks:
         self._sending: set[asyncio.Task[None]] = set()
         self._order = asyncio.Lock()
         self._due = False
+        self._closed = False
 
     def delivered(self, tag: int) -> None:
         self._unsettled.append(tag)
@@ -409,6 +410,16 @@ class _Acks:
             self._due = True
             loop.call_soon(self._flush)
         return waiter
+
+    async def close(self) -> None:
+        """Send nothing more, before the channel closes: the broker frees a channel as
+        soon as it answers the close, and a frame on a freed channel makes it close the
+        whole connection. What finished is acked first; acks asked for later fail (the
+        broker redelivers those messages)."""
+        if self._due:
+            self._flush()
+        await asyncio.gather(*self._sending, return_exceptions=True)
+        self._closed = True
 
     def settled_alone(self, tag: int) -> None:
         """``tag`` was settled otherwise (rejected)."""
@@ -448,6 +459,10 @@ class _Acks:
             # closes the channel on a tag it no longer knows.
             async with self._order:
                 for tag, multiple in acks:
+                    if self._closed:
+                        raise aiormq.exceptions.ChannelInvalidStateError(
+                            "the channel closed before the ack was sent"
+                        )
                     await self.channel.basic_ack(tag, multiple=multiple)
         except asyncio.CancelledError:
             for waiter in waiters:
@@ -809,6 +824,8 @@ class _Consumer:
             log.debug("cancelling consumer of %r: %s", self.queue, exc)
         self._stopped = "closed"
         self._transport._consumers.discard(self)
+        if self._acks is not None:
+            await self._acks.close()
         await _close_quietly(self._channel)
         for handling in list(self._handling):
             handling.cancel()

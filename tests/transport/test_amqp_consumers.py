@@ -8,7 +8,14 @@ from collections.abc import Awaitable
 import pytest
 
 from aioqueue.exceptions import BrokerError
-from aioqueue.transport.base import BindingSpec, Delivery, Envelope, ExchangeSpec, QueueSpec
+from aioqueue.transport.base import (
+    BindingSpec,
+    Delivery,
+    Envelope,
+    ExchangeSpec,
+    Publish,
+    QueueSpec,
+)
 from tests.helpers import close_connections, eventually
 
 from ._support import consumer_counts, needs_rabbitmqctl, reconnected
@@ -161,3 +168,37 @@ async def test_acks_sent_together_never_cover_a_delivery_still_running(
     hold.set()
     await consumer.close()
     await second.delete_queue(queue_name)
+
+
+@pytest.mark.timeout(60)
+async def test_closing_a_consumer_with_acks_in_flight_keeps_the_connection(
+    make_amqp: MakeTransport, queue_name: str
+) -> None:
+    """The broker frees a channel as soon as it answers its close, and an ack written
+    after the close reaches a freed channel, for which the broker closes the whole
+    connection: closing a consumer sends its acks first and nothing after the close."""
+    transport = await make_amqp()
+    await transport.declare_queue(QueueSpec(queue_name))
+    for _ in range(10):
+        await transport.publish_many(
+            [Publish(Envelope(body=b"x"), routing_key=queue_name) for _ in range(60)]
+        )
+    seen: list[Delivery] = []
+    everything = asyncio.Event()
+
+    async def handle(delivery: Delivery) -> None:
+        seen.append(delivery)
+        if len(seen) == 600:
+            everything.set()
+        await delivery.ack()
+
+    consumer = await transport.consume(queue_name, handle, prefetch=1000)
+    await asyncio.wait_for(everything.wait(), 10)
+    generation = transport.generation
+    await consumer.close()
+    await asyncio.sleep(0.5)
+    assert transport.generation == generation, "the connection was lost"
+    assert await transport.publish_many([Publish(Envelope(body=b"y"), routing_key=queue_name)]) == [
+        None
+    ]
+    await transport.delete_queue(queue_name)
