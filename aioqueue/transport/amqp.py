@@ -1031,87 +1031,158 @@ def _publish_refused(
     return PublishError(f"{_publishing(exchange, routing_key)}: {exc}")
 
 
-# A batch of publishes is written in pieces of at most this many messages or bytes,
-# so that one large batch does not hold the channel from other publishers for long.
-_BATCH_MESSAGES = 256
-_BATCH_BYTES = 1 << 20
+# The publishes of one turn are written in pieces of at most this many messages or
+# bytes, so that one large batch does not hold the connection from the rest for long.
+_WRITE_MESSAGES = 256
+_WRITE_BYTES = 1 << 20
+
+_Outgoing = tuple[Publish, "asyncio.Future[Any]"]
 
 
-def _pieces(publishes: Sequence[tuple[int, Publish]]) -> Iterator[list[tuple[int, Publish]]]:
-    piece: list[tuple[int, Publish]] = []
+def _pieces(outgoing: list[_Outgoing]) -> Iterator[list[_Outgoing]]:
+    piece: list[_Outgoing] = []
     size = 0
-    for item in publishes:
+    for item in outgoing:
         piece.append(item)
-        size += len(item[1].envelope.body)
-        if len(piece) >= _BATCH_MESSAGES or size >= _BATCH_BYTES:
+        size += len(item[0].envelope.body)
+        if len(piece) >= _WRITE_MESSAGES or size >= _WRITE_BYTES:
             yield piece
             piece, size = [], 0
     if piece:
         yield piece
 
 
-async def _write_publishes(
-    channel: aiormq.Channel, publishes: Sequence[Publish]
-) -> list[asyncio.Future[Any]]:
-    """Write ``publishes`` to ``channel`` as one write; returns their confirm futures.
+def _frame(
+    channel: aiormq.Channel, outgoing: list[_Outgoing], drained: asyncio.Future[Any]
+) -> ChannelFrame:
+    """Number ``outgoing`` on ``channel`` and marshal them as one write.
 
-    ``basic_publish`` takes the channel's lock, queues a write and waits for it to be
-    written for every message. Here the lock is taken once and the messages' frames go
-    out together, numbered and awaited exactly as ``basic_publish`` numbers and awaits
-    them (aiormq settles the futures: confirms, returns and a closing channel). Nothing
-    is written if this fails before the write.
+    Each publish is numbered and its confirm future registered exactly as aiormq's
+    ``basic_publish`` does, so aiormq settles the futures (confirms, returns, a closing
+    channel).
     """
-    async with channel.lock:
-        if channel.is_closed:
-            raise aiormq.exceptions.ChannelInvalidStateError("channel is closed")
-        first = channel.delivery_tag
-        futures: list[asyncio.Future[Any]] = []
-        frames: list[Any] = []
-        try:
-            for p in publishes:
-                channel.delivery_tag += 1
-                tag = channel.delivery_tag
-                properties = _properties(p.envelope)
-                if not properties.message_id:
-                    properties.message_id = uuid.uuid4().hex
-                confirmation = channel.create_future()
-                channel.confirmations[tag] = confirmation
-                channel.message_id_delivery_tag[properties.message_id] = tag
-                confirmation.add_done_callback(
-                    functools.partial(_forget_message_id, channel, properties.message_id, tag)
-                )
-                futures.append(confirmation)
-                body = p.envelope.body
-                frames.append(
-                    spec.Basic.Publish(
-                        exchange=p.exchange, routing_key=p.routing_key, mandatory=p.mandatory
-                    )
-                )
-                frames.append(ContentHeader(properties=properties, body_size=len(body)))
-                frames += channel._split_body(body)
-            drained = channel.create_future()
-            await channel.write_queue.put(
-                ChannelFrame.marshall(
-                    channel_number=channel.number, frames=frames, drain_future=drained
-                )
+    frames: list[Any] = []
+    for p, confirmation in outgoing:
+        channel.delivery_tag += 1
+        tag = channel.delivery_tag
+        properties = _properties(p.envelope)
+        message_id = properties.message_id
+        if not message_id:
+            message_id = properties.message_id = uuid.uuid4().hex
+        channel.confirmations[tag] = confirmation
+        channel.message_id_delivery_tag[message_id] = tag
+        confirmation.add_done_callback(
+            functools.partial(_forget_message_id, channel, message_id, tag)
+        )
+        body = p.envelope.body
+        frames.append(
+            spec.Basic.Publish(
+                exchange=p.exchange, routing_key=p.routing_key, mandatory=p.mandatory
             )
-        except BaseException:
-            # The broker has seen none of them: their numbers are used again.
-            channel.delivery_tag = first
-            for tag, future in enumerate(futures, first + 1):
-                channel.confirmations.pop(tag, None)
-                future.cancel()
-            raise
-        # Held until written, as basic_publish does: the next writer waits for the socket.
+        )
+        frames.append(ContentHeader(properties=properties, body_size=len(body)))
+        frames += channel._split_body(body)
+    return ChannelFrame.marshall(channel_number=channel.number, frames=frames, drain_future=drained)
+
+
+class _Outbox:
+    """Every publish of the publisher channel: those of one turn of the loop go out as
+    one write.
+
+    ``basic_publish`` costs a lock, a queued write and a wait for the socket per message.
+    Publishes made in the same turn (a worker's results as its tasks finish, a client's
+    concurrent sends, a group's members) are numbered and written together at the end of
+    the turn instead. The outbox is the channel's only publisher, so numbering and
+    writing in order is its own business. While the previous write has not reached the
+    socket, the next one waits for it in a task of its own: a slow broker slows
+    publishers down instead of filling memory. A publish cancelled before its write is
+    never sent.
+    """
+
+    def __init__(self, channel: aiormq.Channel) -> None:
+        self.channel = channel
+        self._queued: list[_Outgoing] = []
+        self._drained: asyncio.Future[Any] | None = None
+        self._writing = asyncio.Lock()
+        self._writers: set[asyncio.Task[None]] = set()
+
+    def publish(self, publish: Publish) -> asyncio.Future[Any]:
+        """Queue ``publish`` for this turn's write; the future is its confirm."""
+        confirmation = self.channel.create_future()
+        if not self._queued:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._queued.append((publish, confirmation))
+        return confirmation
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        for piece in _pieces(queued):
+            drained = self._drained
+            if (
+                self._writing.locked()
+                or self.channel.write_queue.full()
+                or not (drained is None or drained.done())
+            ):
+                writer = asyncio.get_running_loop().create_task(self._write(piece))
+                self._writers.add(writer)
+                writer.add_done_callback(self._writers.discard)
+                continue
+            try:
+                frame = self._number(piece)
+                if frame is not None:
+                    self.channel.write_queue.put_nowait(frame)
+            except Exception as exc:
+                _fail(piece, exc)
+
+    async def _write(self, piece: list[_Outgoing]) -> None:
+        channel = self.channel
         try:
-            await drained
-        except _CHANNEL_FAILURES:
-            pass  # written or not, the closing channel settles their futures
+            async with self._writing:
+                if self._drained is not None:
+                    await asyncio.wait([self._drained])
+                first = channel.delivery_tag
+                frame = self._number(piece)
+                if frame is None:
+                    return
+                try:
+                    await channel.write_queue.put(frame)
+                except BaseException:
+                    # Not written: the broker has seen none of them, so their numbers
+                    # are used again.
+                    for tag in range(first + 1, channel.delivery_tag + 1):
+                        channel.confirmations.pop(tag, None)
+                    channel.delivery_tag = first
+                    raise
+        except Exception as exc:
+            _fail(piece, exc)
         except BaseException:
-            for future in futures:
-                future.cancel()
+            for _, confirmation in piece:
+                confirmation.cancel()
             raise
-    return futures
+
+    def _number(self, piece: list[_Outgoing]) -> ChannelFrame | None:
+        """The write of what is still to send of ``piece``; ``None`` if nothing is."""
+        outgoing = [item for item in piece if not item[1].done()]
+        if not outgoing:
+            return None
+        if _closing(self.channel):
+            raise aiormq.exceptions.ChannelInvalidStateError("channel is closed")
+        drained = self._drained = self.channel.create_future()
+        return _frame(self.channel, outgoing, drained)
+
+
+def _closing(channel: aiormq.Channel) -> bool:
+    """Whether ``channel`` is closed or closing. aiormq marks a channel closed a moment
+    after it answered the broker's close: a frame written then reaches a channel number
+    the broker has freed, and the broker closes the whole connection for it."""
+    event = getattr(channel, "_Channel__close_event", None)
+    return channel.is_closed or (isinstance(event, asyncio.Event) and event.is_set())
+
+
+def _fail(piece: list[_Outgoing], exc: BaseException) -> None:
+    for _, confirmation in piece:
+        if not confirmation.done():
+            confirmation.set_exception(exc)
 
 
 def _forget_message_id(channel: aiormq.Channel, message_id: str, tag: int, _: object) -> None:
@@ -1232,6 +1303,7 @@ class AmqpTransport:
         self._generation = 0
         self._supervisor: asyncio.Task[None] | None = None
         self._publisher: Channel | None = None
+        self._outbox: _Outbox | None = None
         self._declarer: Channel | None = None
         # Exchanges known to exist on this connection, and checks under way.
         self._exchanges: set[str] = set()
@@ -1613,9 +1685,7 @@ class AmqpTransport:
         assert task is not None
         tick = deadlines.enter(task, self.publish_timeout)
         try:
-            await self._publish(
-                envelope.body, _properties(envelope), exchange, routing_key, mandatory
-            )
+            await self._publish(envelope, exchange, routing_key, mandatory)
         except asyncio.CancelledError:
             if task not in deadlines.expired:
                 raise
@@ -1630,12 +1700,7 @@ class AmqpTransport:
             deadlines.leave(task, tick)
 
     async def _publish(
-        self,
-        body: bytes,
-        properties: spec.Basic.Properties,
-        exchange: str,
-        routing_key: str,
-        mandatory: bool,
+        self, envelope: Envelope, exchange: str, routing_key: str, mandatory: bool
     ) -> None:
         retries = 0
         while True:
@@ -1652,12 +1717,8 @@ class AmqpTransport:
             except PublishError as exc:
                 raise PublishError(f"{_publishing(exchange, routing_key)}: {exc}") from exc
             try:
-                await channel.basic_publish(
-                    body,
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    properties=properties,
-                    mandatory=mandatory,
+                await self._outbox_of(channel).publish(
+                    Publish(envelope, exchange, routing_key, mandatory)
                 )
                 return
             except aiormq.exceptions.DeliveryError as exc:
@@ -1695,15 +1756,8 @@ class AmqpTransport:
         channel = await self._round_channel(pending, outcomes)
         if channel is None:
             return
-        written: dict[int, asyncio.Future[Any]] = {}
-        for piece in _pieces(await self._routable(pending, outcomes)):
-            try:
-                futures = await _write_publishes(
-                    cast(aiormq.Channel, channel), [p for _, p in piece]
-                )
-            except _CHANNEL_FAILURES:
-                continue  # none of them was written: the next round tries them
-            written.update(zip((i for i, _ in piece), futures, strict=True))
+        outbox = self._outbox_of(channel)
+        written = {i: outbox.publish(p) for i, p in await self._routable(pending, outcomes)}
         try:
             if written:
                 await asyncio.wait(written.values())
@@ -1753,6 +1807,12 @@ class AmqpTransport:
                     p = pending.pop(i)
                     outcomes[i] = PublishError(f"{_publishing(name, p.routing_key)}: {exc}")
         return list(pending.items())
+
+    def _outbox_of(self, channel: Channel) -> _Outbox:
+        outbox = self._outbox
+        if outbox is None or outbox.channel is not channel:
+            outbox = self._outbox = _Outbox(cast(aiormq.Channel, channel))
+        return outbox
 
     def _publish_again(self, exc: BaseException, exchange: str, retries: int) -> bool:
         """Whether a publish whose channel closed under it is tried again."""
