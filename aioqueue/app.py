@@ -467,8 +467,8 @@ class App:
     ) -> AsyncResult[Any]:
         """Send a signature, chain, group or chord and return its promise.
 
-        A group's (or chord header's) messages are published concurrently, their
-        confirms awaited together.
+        A group's (or chord header's) messages are published together (written to the
+        broker in a few writes), their confirms awaited together.
 
         :param intermediate_results: whether a chain's earlier steps send their results
             (``None``: the app's ``intermediate_results``).
@@ -487,8 +487,9 @@ class App:
 
     async def send_many(self, signatures: Iterable[Signature[Any]]) -> list[AsyncResult[Any]]:
         """Send many tasks at once, one message per signature (none of Celery's group
-        headers): every message is encoded first, then all are published concurrently
-        and their confirms awaited together. Returns their promises, in order.
+        headers): every message is encoded first, then all are published together
+        (written to the broker in a few writes) and their confirms awaited together.
+        Returns their promises, in order.
 
         :raises ArgumentsError: a call does not fit its task (nothing was sent).
         :raises EncodeError: an argument is not serialisable (nothing was sent).

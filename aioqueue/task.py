@@ -242,7 +242,7 @@ class Task(Generic[P, R]):
     async def delay_many(self, calls: Iterable[Iterable[Any]]) -> list[AsyncResult[R]]:
         """Send one task per item of ``calls`` (the positional arguments of one call),
         with the task's default options, all at once: the messages are published
-        concurrently and their confirms awaited together (see ``App.send_many``).
+        together and their confirms awaited together (see ``App.send_many``).
         Returns the promises, in order.
 
         :raises ArgumentsError: (a ``TypeError``) a call does not fit the task; nothing

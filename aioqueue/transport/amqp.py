@@ -1171,7 +1171,7 @@ class _Outbox:
         return _frame(self.channel, outgoing, drained)
 
 
-def _closing(channel: aiormq.Channel) -> bool:
+def _closing(channel: Channel) -> bool:
     """Whether ``channel`` is closed or closing. aiormq marks a channel closed a moment
     after it answered the broker's close: a frame written then reaches a channel number
     the broker has freed, and the broker closes the whole connection for it."""
@@ -1706,7 +1706,7 @@ class AmqpTransport:
         while True:
             try:
                 channel = self._publisher
-                if channel is None or channel.is_closed:
+                if channel is None or _closing(channel):
                     channel = await self._publish_channel(exchange, routing_key)
                 if exchange:
                     await self._check_exchange(exchange)
@@ -1782,7 +1782,7 @@ class AmqpTransport:
         self, pending: dict[int, Publish], outcomes: list[BrokerError | None]
     ) -> Channel | None:
         channel = self._publisher
-        if channel is not None and not channel.is_closed:
+        if channel is not None and not _closing(channel):
             return channel
         first = next(iter(pending.values()))
         try:
@@ -1829,7 +1829,7 @@ class AmqpTransport:
         action = _publishing(exchange, routing_key)
         async with self._loop_state().publisher_lock:
             channel = self._publisher
-            if channel is None or channel.is_closed:
+            if channel is None or _closing(channel):
                 connection = await self._wait_connection()
                 channel = await _open_channel(
                     connection, action, publisher_confirms=True, on_return_raises=True

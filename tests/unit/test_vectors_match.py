@@ -17,7 +17,7 @@ import ast
 import base64
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,10 +26,11 @@ import anyio
 import pytest
 
 from aioqueue import App, Queue, chain, group
+from aioqueue.exceptions import BrokerError
 from aioqueue.message import full_headers
 from aioqueue.options import Options
 from aioqueue.task import Task
-from aioqueue.transport.base import Envelope, QueueSpec
+from aioqueue.transport.base import Envelope, Publish, QueueSpec
 from aioqueue.transport.memory import MemoryTransport
 from tests.celery_vectors import (
     PLACEHOLDER,
@@ -57,6 +58,10 @@ class Recording(MemoryTransport):
         await super().publish(
             envelope, exchange=exchange, routing_key=routing_key, mandatory=mandatory
         )
+
+    async def publish_many(self, publishes: Sequence[Publish]) -> list[BrokerError | None]:
+        self.published += [(p.exchange, p.routing_key, p.envelope) for p in publishes]
+        return await super().publish_many(publishes)
 
     def tasks(self) -> list[dict[str, Any]]:
         """The task messages published, as vector-shaped documents."""
