@@ -1167,8 +1167,19 @@ class _Outbox:
             return None
         if _closing(self.channel):
             raise aiormq.exceptions.ChannelInvalidStateError("channel is closed")
-        drained = self._drained = self.channel.create_future()
-        return _frame(self.channel, outgoing, drained)
+        channel = self.channel
+        first = channel.delivery_tag
+        drained = channel.create_future()
+        try:
+            frame = _frame(channel, outgoing, drained)
+        except BaseException:
+            # A publish that cannot be marshalled: nothing was written.
+            for tag in range(first + 1, channel.delivery_tag + 1):
+                channel.confirmations.pop(tag, None)
+            channel.delivery_tag = first
+            raise
+        self._drained = drained
+        return frame
 
 
 def _closing(channel: Channel) -> bool:
@@ -1766,7 +1777,9 @@ class AmqpTransport:
                 if not future.done():
                     future.cancel()  # out of time: stays pending, reported as such
                     continue
-                exc = None if future.cancelled() else future.exception()
+                if future.cancelled():
+                    continue  # not written: stays pending
+                exc = future.exception()
                 if exc is None:
                     del pending[i]
                 elif isinstance(exc, aiormq.exceptions.DeliveryError):
@@ -1787,8 +1800,8 @@ class AmqpTransport:
         first = next(iter(pending.values()))
         try:
             return await self._publish_channel(first.exchange, first.routing_key)
-        except BrokerConnectionError as exc:
-            if self._state == "open":
+        except BrokerError as exc:
+            if isinstance(exc, BrokerConnectionError) and self._state == "open":
                 return None  # the next connection, within the deadline
             for i in pending:
                 outcomes[i] = exc
@@ -1802,10 +1815,18 @@ class AmqpTransport:
         for name in sorted({p.exchange for p in pending.values() if p.exchange}):
             try:
                 await self._check_exchange(name)
-            except PublishError as exc:
+            except BrokerError as exc:
+                if isinstance(exc, BrokerConnectionError) and self._state == "open":
+                    continue  # checked again in the next round, on the next connection
                 for i in [i for i, p in pending.items() if p.exchange == name]:
                     p = pending.pop(i)
                     outcomes[i] = PublishError(f"{_publishing(name, p.routing_key)}: {exc}")
+        if any(p.exchange and p.exchange not in self._exchanges for p in pending.values()):
+            return [
+                (i, p)
+                for i, p in pending.items()
+                if not p.exchange or p.exchange in self._exchanges
+            ]
         return list(pending.items())
 
     def _outbox_of(self, channel: Channel) -> _Outbox:
