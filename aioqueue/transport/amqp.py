@@ -1147,11 +1147,7 @@ class _Outbox:
                 try:
                     await channel.write_queue.put(frame)
                 except BaseException:
-                    # Not written: the broker has seen none of them, so their numbers
-                    # are used again.
-                    for tag in range(first + 1, channel.delivery_tag + 1):
-                        channel.confirmations.pop(tag, None)
-                    channel.delivery_tag = first
+                    _unnumber(channel, first)
                     raise
         except Exception as exc:
             _fail(piece, exc)
@@ -1165,21 +1161,26 @@ class _Outbox:
         outgoing = [item for item in piece if not item[1].done()]
         if not outgoing:
             return None
-        if _closing(self.channel):
-            raise aiormq.exceptions.ChannelInvalidStateError("channel is closed")
         channel = self.channel
+        if _closing(channel):
+            raise aiormq.exceptions.ChannelInvalidStateError("channel is closed")
         first = channel.delivery_tag
         drained = channel.create_future()
         try:
             frame = _frame(channel, outgoing, drained)
         except BaseException:
-            # A publish that cannot be marshalled: nothing was written.
-            for tag in range(first + 1, channel.delivery_tag + 1):
-                channel.confirmations.pop(tag, None)
-            channel.delivery_tag = first
+            _unnumber(channel, first)  # a publish that cannot be marshalled
             raise
         self._drained = drained
         return frame
+
+
+def _unnumber(channel: aiormq.Channel, first: int) -> None:
+    """Undo the numbering after ``first`` of a write that did not happen: the broker has
+    seen none of those publishes, so their numbers are used again."""
+    for tag in range(first + 1, channel.delivery_tag + 1):
+        channel.confirmations.pop(tag, None)
+    channel.delivery_tag = first
 
 
 def _closing(channel: Channel) -> bool:
@@ -1821,13 +1822,10 @@ class AmqpTransport:
                 for i in [i for i, p in pending.items() if p.exchange == name]:
                     p = pending.pop(i)
                     outcomes[i] = PublishError(f"{_publishing(name, p.routing_key)}: {exc}")
-        if any(p.exchange and p.exchange not in self._exchanges for p in pending.values()):
-            return [
-                (i, p)
-                for i, p in pending.items()
-                if not p.exchange or p.exchange in self._exchanges
-            ]
-        return list(pending.items())
+        # An exchange whose check failed with the connection is checked next round.
+        return [
+            (i, p) for i, p in pending.items() if not p.exchange or p.exchange in self._exchanges
+        ]
 
     def _outbox_of(self, channel: Channel) -> _Outbox:
         outbox = self._outbox

@@ -50,15 +50,24 @@ async def test_missing_exchange_fails_only_its_own_publish(
     await transport.delete_queue(queue_name)
 
 
-async def test_exchange_deleted_behind_the_cache_fails_only_its_own_publish(
+async def _exchange_deleted_behind_the_cache(
     make_amqp: MakeTransport, queue_name: str
-) -> None:
+) -> tuple[AmqpTransport, str]:
+    """A transport with queue ``queue_name``, and a fanout exchange it has published to
+    that another connection has deleted since (the transport believes it exists)."""
     transport, other = await make_amqp(), await make_amqp()
     exchange = f"{queue_name}.x"
     await transport.declare_queue(QueueSpec(queue_name))
     await transport.declare_exchange(ExchangeSpec(exchange, "fanout"))
     await transport.publish(Envelope(body=b"seen"), exchange=exchange, routing_key="")
     await other.delete_exchange(exchange)
+    return transport, exchange
+
+
+async def test_exchange_deleted_behind_the_cache_fails_only_its_own_publish(
+    make_amqp: MakeTransport, queue_name: str
+) -> None:
+    transport, exchange = await _exchange_deleted_behind_the_cache(make_amqp, queue_name)
     good = [
         transport.publish(Envelope(body=str(i).encode()), routing_key=queue_name) for i in range(50)
     ]
@@ -158,12 +167,7 @@ async def test_batch_commit_into_an_exchange_deleted_behind_the_cache_rolls_back
 async def test_publish_many_exchange_deleted_behind_the_cache_fails_only_its_own_publish(
     make_amqp: MakeTransport, queue_name: str
 ) -> None:
-    transport, other = await make_amqp(), await make_amqp()
-    exchange = f"{queue_name}.x"
-    await transport.declare_queue(QueueSpec(queue_name))
-    await transport.declare_exchange(ExchangeSpec(exchange, "fanout"))
-    await transport.publish(Envelope(body=b"seen"), exchange=exchange, routing_key="")
-    await other.delete_exchange(exchange)
+    transport, exchange = await _exchange_deleted_behind_the_cache(make_amqp, queue_name)
     publishes = [
         Publish(Envelope(body=str(i).encode()), routing_key=queue_name) for i in range(600)
     ]
