@@ -418,7 +418,10 @@ class _Acks:
         broker redelivers those messages)."""
         if self._due:
             self._flush()
-        await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._sending:
+            _, late = await asyncio.wait(self._sending, timeout=_CLOSE_TIMEOUT)
+            for sending in late:
+                sending.cancel()
         self._closed = True
 
     def settled_alone(self, tag: int) -> None:
@@ -1119,7 +1122,9 @@ class _Outbox:
         for piece in _pieces(queued):
             drained = self._drained
             if (
-                self._writing.locked()
+                # A write still queued goes first: the outbox numbers in write order.
+                self._writers
+                or self._writing.locked()
                 or self.channel.write_queue.full()
                 or not (drained is None or drained.done())
             ):
@@ -1145,7 +1150,7 @@ class _Outbox:
                 if frame is None:
                     return
                 try:
-                    await channel.write_queue.put(frame)
+                    await _put(channel, frame)
                 except BaseException:
                     _unnumber(channel, first)
                     raise
@@ -1155,6 +1160,13 @@ class _Outbox:
             for _, confirmation in piece:
                 confirmation.cancel()
             raise
+
+    async def aclose(self) -> None:
+        """Stop the writes still waiting; their publishes fail as on a closed channel."""
+        writers = list(self._writers)
+        for writer in writers:
+            writer.cancel()
+        await asyncio.gather(*writers, return_exceptions=True)
 
     def _number(self, piece: list[_Outgoing]) -> ChannelFrame | None:
         """The write of what is still to send of ``piece``; ``None`` if nothing is."""
@@ -1173,6 +1185,21 @@ class _Outbox:
             raise
         self._drained = drained
         return frame
+
+
+async def _put(channel: aiormq.Channel, frame: ChannelFrame) -> None:
+    """Queue ``frame`` for the connection's writer, unless the channel closes first: a
+    dead connection's writer no longer empties its full queue."""
+    put = asyncio.ensure_future(channel.write_queue.put(frame))
+    closing = channel.closing
+    try:
+        await asyncio.wait((put, closing), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closing.cancel()
+        if not put.done():
+            put.cancel()
+    if not put.done():
+        raise aiormq.exceptions.ChannelInvalidStateError("channel is closed")
 
 
 def _unnumber(channel: aiormq.Channel, first: int) -> None:
@@ -1384,6 +1411,9 @@ class AmqpTransport:
         connection, self._connection = self._connection, None
         # Wake whoever waits for a connection: they find the transport closed.
         session.connected.set()
+        outbox, self._outbox = self._outbox, None
+        if outbox is not None:
+            await outbox.aclose()
         self._publisher = self._declarer = None
         self._exchanges.clear()
         self._state_queues.clear()

@@ -229,3 +229,66 @@ async def test_publish_many_is_sent_again_over_the_next_connection(
     # At least once: what the lost connection may have delivered is sent again.
     assert set(await _bodies(transport, queue_name)) == {str(i).encode() for i in range(-1, 1000)}
     await transport.delete_queue(queue_name)
+
+
+@pytest.mark.timeout(60)
+async def test_publishes_of_successive_turns_arrive_in_order_while_writes_queue_up(
+    make_amqp: MakeTransport, queue_name: str
+) -> None:
+    """Large publishes a few per turn: the socket falls behind, so later turns wait for
+    earlier writes, and none may overtake them."""
+    transport = await make_amqp()
+    await transport.declare_queue(QueueSpec(queue_name))
+    await transport.publish(Envelope(body=b"-1:"), routing_key=queue_name)  # opens its channel
+    padding = b"." * 100_000
+    sends = []
+    for turn in range(100):
+        sends += [
+            asyncio.ensure_future(
+                transport.publish(
+                    Envelope(body=b"%d:" % (turn * 4 + i) + padding), routing_key=queue_name
+                )
+            )
+            for i in range(4)
+        ]
+        await asyncio.sleep(0)
+    await asyncio.gather(*sends)
+    order = [int(body.split(b":", 1)[0]) for body in await _bodies(transport, queue_name)]
+    assert order == list(range(-1, 400))
+    await transport.delete_queue(queue_name)
+
+
+@pytest.mark.timeout(60)
+async def test_writes_queued_behind_a_held_write_end_with_its_connection(
+    make_amqp: MakeTransport, proxy: Proxy, queue_name: str
+) -> None:
+    """Publishes whose writes wait behind one the held connection never drains are sent
+    over the next connection when it dies, and nothing keeps waiting on the dead one."""
+    transport = await make_amqp(proxy.url, publish_timeout=30.0, reconnect_interval=0.1)
+    await transport.declare_queue(QueueSpec(queue_name))
+    await transport.publish(Envelope(body=b"-1"), routing_key=queue_name)  # opens its channel
+    proxy.freeze()
+    body = b"." * 1_000_000
+    sending = [
+        asyncio.ensure_future(
+            transport.publish(Envelope(body=b"%d:" % i + body), routing_key=queue_name)
+        )
+        for i in range(64)
+    ]
+    await asyncio.sleep(0.5)
+    assert not any(send.done() for send in sending)
+    proxy.drop()
+    proxy.thaw()
+    await asyncio.gather(*sending)
+    await asyncio.sleep(0.2)
+    stuck = [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "").startswith("_Outbox.")
+    ]
+    assert stuck == []
+    received = {
+        int(b.split(b":", 1)[0]) for b in await _bodies(transport, queue_name) if b != b"-1"
+    }
+    assert received == set(range(64))
+    await transport.delete_queue(queue_name)
