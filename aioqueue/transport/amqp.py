@@ -380,10 +380,11 @@ class _Acks:
     """The acks of one consumer channel, sent together once per turn of the loop.
 
     Acking each delivery on its own costs a frame, a write and the broker's work per
-    message, and tasks finish in bursts. What finished in one turn goes out at once: a
-    ``multiple`` ack up to the newest delivery before which every delivery is settled,
-    and a single ack for each other one. A delivery that is still running is never
-    covered by a ``multiple`` ack.
+    message, and tasks finish in bursts. What finished in one turn goes out at once, as
+    one write: a ``multiple`` ack up to the newest delivery before which every delivery
+    is settled, and a single ack for each other one. A delivery that is still running is
+    never covered by a ``multiple`` ack. Nobody waits for the write: an ack that cannot
+    be sent (the channel closed) is logged, and the broker redelivers its message.
     """
 
     def __init__(self, channel: Channel) -> None:
@@ -391,25 +392,19 @@ class _Acks:
         self._unsettled: deque[int] = deque()  # delivery tags, in delivery order
         self._finished: set[int] = set()  # acked by the worker, not yet sent
         self._alone: set[int] = set()  # settled on their own while older ones were not
-        self._waiters: list[asyncio.Future[None]] = []
-        self._sending: set[asyncio.Task[None]] = set()
-        self._order = asyncio.Lock()
+        self._sending: asyncio.Task[None] | None = None  # the latest write waiting for room
         self._due = False
-        self._closed = False
+        self.closed = False
 
     def delivered(self, tag: int) -> None:
         self._unsettled.append(tag)
 
-    def ack(self, tag: int) -> asyncio.Future[None]:
-        """Ack ``tag`` with the others of this turn; the future is done once sent."""
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
+    def ack(self, tag: int) -> None:
+        """Ack ``tag`` with the others of this turn."""
         self._finished.add(tag)
-        self._waiters.append(waiter)
         if not self._due:
             self._due = True
-            loop.call_soon(self._flush)
-        return waiter
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def close(self) -> None:
         """Send nothing more, before the channel closes: the broker frees a channel as
@@ -418,11 +413,12 @@ class _Acks:
         broker redelivers those messages)."""
         if self._due:
             self._flush()
-        if self._sending:
-            _, late = await asyncio.wait(self._sending, timeout=_CLOSE_TIMEOUT)
-            for sending in late:
-                sending.cancel()
-        self._closed = True
+        sending = self._sending
+        if sending is not None and not sending.done():
+            # Each write waits for the one before it: the latest is the last to end.
+            await asyncio.wait((sending,), timeout=_CLOSE_TIMEOUT)
+            sending.cancel()
+        self.closed = True
 
     def settled_alone(self, tag: int) -> None:
         """``tag`` was settled otherwise (rejected)."""
@@ -431,7 +427,6 @@ class _Acks:
     def _flush(self) -> None:
         self._due = False
         finished, self._finished = self._finished, set()
-        waiters, self._waiters = self._waiters, []
         upto = None
         unsettled = self._unsettled
         while unsettled:
@@ -447,38 +442,41 @@ class _Acks:
         self._alone |= finished
         # The broker finds a single ack's delivery by walking its unacked ones from the
         # oldest: the multiple ack goes first, and the single ones oldest first.
-        acks = [] if upto is None else [(upto, True)]
-        acks += [(tag, False) for tag in sorted(finished)]
-        sending = asyncio.get_running_loop().create_task(self._send(acks, waiters))
-        self._sending.add(sending)
-        sending.add_done_callback(self._sending.discard)
+        acks = [] if upto is None else [spec.Basic.Ack(upto, multiple=True)]
+        acks += [spec.Basic.Ack(tag) for tag in sorted(finished)]
+        if not acks:
+            return
+        channel = cast(aiormq.Channel, self.channel)
+        if self.closed or _closing(channel):
+            self._lost(len(acks), "the channel closed before they were sent")
+            return
+        frame = ChannelFrame.marshall(channel.number, acks)
+        previous = self._sending
+        if (previous is None or previous.done()) and not channel.write_queue.full():
+            channel.write_queue.put_nowait(frame)
+            return
+        # After the turns still waiting for room: a multiple ack written before another
+        # turn's single ones could cover one of them, and the broker closes the channel
+        # on a tag it no longer knows.
+        self._sending = asyncio.get_running_loop().create_task(
+            self._send(frame, len(acks), previous)
+        )
 
     async def _send(
-        self, acks: list[tuple[int, bool]], waiters: list[asyncio.Future[None]]
+        self, frame: ChannelFrame, count: int, previous: asyncio.Task[None] | None
     ) -> None:
+        channel = cast(aiormq.Channel, self.channel)
         try:
-            # One turn's acks after the previous turn's: a multiple ack sent between
-            # another turn's acks could cover a single one still to come, and the broker
-            # closes the channel on a tag it no longer knows.
-            async with self._order:
-                for tag, multiple in acks:
-                    if self._closed:
-                        raise aiormq.exceptions.ChannelInvalidStateError(
-                            "the channel closed before the ack was sent"
-                        )
-                    await self.channel.basic_ack(tag, multiple=multiple)
-        except asyncio.CancelledError:
-            for waiter in waiters:
-                waiter.cancel()
-            raise
-        except Exception as exc:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-        else:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            if previous is not None:
+                await asyncio.wait((previous,))
+            await _put(channel, frame)
+        except aiormq.exceptions.AMQPError as exc:
+            self._lost(count, str(exc))
+
+    def _lost(self, count: int, why: str) -> None:
+        log.warning(
+            "%d acks on channel %s not sent (%s): the broker redelivers", count, self.channel, why
+        )
 
 
 class _Delivery:
@@ -499,10 +497,11 @@ class _Delivery:
     async def ack(self) -> None:
         if self._acks is None:
             return
+        if self._acks.closed:
+            raise BrokerConnectionError(f"ack on {self.queue!r}: the consumer's channel is closed")
         tag = self._message.delivery_tag
         assert tag is not None
-        with _map_errors("ack on %r", self.queue):
-            await self._acks.ack(tag)
+        self._acks.ack(tag)
 
     async def reject(self, *, requeue: bool) -> None:
         if self._acks is None:

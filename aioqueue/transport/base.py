@@ -129,7 +129,13 @@ class Delivery(Protocol):
     @property
     def redelivered(self) -> bool: ...
 
-    async def ack(self) -> None: ...
+    async def ack(self) -> None:
+        """Settle the message as done. The ack may go out with others a moment later:
+        one that cannot be sent then is logged, and the broker redelivers the message.
+
+        :raises BrokerConnectionError: the consumer is closed; the broker redelivers.
+        """
+        ...
 
     async def reject(self, *, requeue: bool) -> None: ...
 

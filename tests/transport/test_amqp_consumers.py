@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 
 import pytest
 
-from aioqueue.exceptions import BrokerError
+from aioqueue.exceptions import BrokerConnectionError, BrokerError
 from aioqueue.transport.base import (
     BindingSpec,
     Delivery,
@@ -201,4 +201,39 @@ async def test_closing_a_consumer_with_acks_in_flight_keeps_the_connection(
     assert await transport.publish_many([Publish(Envelope(body=b"y"), routing_key=queue_name)]) == [
         None
     ]
+    # Every ack reached the broker before the close: none of the 600 comes back.
+    batch = await transport.take_all(queue_name, min_count=0)
+    assert batch is not None
+    await batch.release()
+    assert [e.body for e in batch.envelopes] == [b"y"]
+    await transport.delete_queue(queue_name)
+
+
+@pytest.mark.timeout(60)
+async def test_an_ack_after_its_consumer_closed_fails_and_the_message_comes_back(
+    make_amqp: MakeTransport, queue_name: str
+) -> None:
+    transport = await make_amqp()
+    await transport.declare_queue(QueueSpec(queue_name))
+    await transport.publish_many(
+        [Publish(Envelope(body=body), routing_key=queue_name) for body in (b"acked", b"late")]
+    )
+    held: list[Delivery] = []
+    both = asyncio.Event()
+
+    async def handle(delivery: Delivery) -> None:
+        held.append(delivery)
+        if len(held) == 2:
+            both.set()
+
+    consumer = await transport.consume(queue_name, handle, prefetch=10)
+    await asyncio.wait_for(both.wait(), 10)
+    await held[0].ack()
+    await consumer.close()
+    with pytest.raises(BrokerConnectionError, match="closed"):
+        await held[1].ack()
+    batch = await transport.take_all(queue_name, min_count=0)
+    assert batch is not None
+    await batch.release()
+    assert [e.body for e in batch.envelopes] == [b"late"]
     await transport.delete_queue(queue_name)
