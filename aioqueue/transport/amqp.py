@@ -1059,9 +1059,9 @@ def _frame(
 ) -> ChannelFrame:
     """Number ``outgoing`` on ``channel`` and marshal them as one write.
 
-    Each publish is numbered and its confirm future registered exactly as aiormq's
-    ``basic_publish`` does, so aiormq settles the futures (confirms, returns, a closing
-    channel).
+    Each publish is numbered and its confirm future registered as aiormq's
+    ``basic_publish`` does, so aiormq settles the futures (confirms, returns); a closing
+    channel fails them through the outbox.
     """
     frames: list[Any] = []
     for p, confirmation in outgoing:
@@ -1073,9 +1073,7 @@ def _frame(
             message_id = properties.message_id = uuid.uuid4().hex
         channel.confirmations[tag] = confirmation
         channel.message_id_delivery_tag[message_id] = tag
-        confirmation.add_done_callback(
-            functools.partial(_forget_message_id, channel, message_id, tag)
-        )
+        confirmation.add_done_callback(functools.partial(_settled, channel, message_id, tag))
         body = p.envelope.body
         frames.append(
             spec.Basic.Publish(
@@ -1099,6 +1097,12 @@ class _Outbox:
     socket, the next one waits for it in a task of its own: a slow broker slows
     publishers down instead of filling memory. A publish cancelled before its write is
     never sent.
+
+    The confirms are plain futures. One future in aiormq's stores stands for all of
+    them: when the channel or its connection closes, aiormq fails it and the outbox
+    fails every confirm still open. Registering each confirm in those stores, as
+    ``channel.create_future`` does, costs two closures and three callbacks per publish,
+    which with thousands in flight keep the garbage collector busy.
     """
 
     def __init__(self, channel: aiormq.Channel) -> None:
@@ -1107,10 +1111,15 @@ class _Outbox:
         self._drained: asyncio.Future[Any] | None = None
         self._writing = asyncio.Lock()
         self._writers: set[asyncio.Task[None]] = set()
+        self._closed = channel.create_future()
+        self._closed.add_done_callback(self._fail_open)
 
     def publish(self, publish: Publish) -> asyncio.Future[Any]:
         """Queue ``publish`` for this turn's write; the future is its confirm."""
-        confirmation = self.channel.create_future()
+        confirmation = asyncio.get_running_loop().create_future()
+        if self._closed.done():
+            _fail([confirmation], self._closing_error())
+            return confirmation
         if not self._queued:
             asyncio.get_running_loop().call_soon(self._flush)
         self._queued.append((publish, confirmation))
@@ -1136,7 +1145,7 @@ class _Outbox:
                 if frame is not None:
                     self.channel.write_queue.put_nowait(frame)
             except Exception as exc:
-                _fail(piece, exc)
+                _fail([c for _, c in piece], exc)
 
     async def _write(self, piece: list[_Outgoing]) -> None:
         channel = self.channel
@@ -1154,11 +1163,24 @@ class _Outbox:
                     _unnumber(channel, first)
                     raise
         except Exception as exc:
-            _fail(piece, exc)
+            _fail([c for _, c in piece], exc)
         except BaseException:
             for _, confirmation in piece:
                 confirmation.cancel()
             raise
+
+    def _closing_error(self) -> BaseException:
+        closed = self._closed
+        exc = None if closed.cancelled() else closed.exception()
+        return exc or aiormq.exceptions.ChannelInvalidStateError("channel is closed")
+
+    def _fail_open(self, _: object) -> None:
+        """Fail the confirms the closed channel will never settle: those written and
+        those still queued (a write waiting in a task fails when it next numbers)."""
+        exc = self._closing_error()
+        written = self.channel.confirmations.values()
+        _fail([c for c in written if isinstance(c, asyncio.Future)], exc)
+        _fail([c for _, c in self._queued], exc)
 
     async def aclose(self) -> None:
         """Stop the writes still waiting; their publishes fail as on a closed channel."""
@@ -1173,6 +1195,8 @@ class _Outbox:
         if not outgoing:
             return None
         channel = self.channel
+        if self._closed.done():
+            raise self._closing_error()
         if _closing(channel):
             raise aiormq.exceptions.ChannelInvalidStateError("channel is closed")
         first = channel.delivery_tag
@@ -1217,15 +1241,20 @@ def _closing(channel: Channel) -> bool:
     return channel.is_closed or (isinstance(event, asyncio.Event) and event.is_set())
 
 
-def _fail(piece: list[_Outgoing], exc: BaseException) -> None:
-    for _, confirmation in piece:
+def _fail(confirmations: list[asyncio.Future[Any]], exc: BaseException) -> None:
+    for confirmation in confirmations:
         if not confirmation.done():
             confirmation.set_exception(exc)
+            confirmation.exception()  # a publisher that stopped waiting logs nothing
 
 
-def _forget_message_id(channel: aiormq.Channel, message_id: str, tag: int, _: object) -> None:
+def _settled(
+    channel: aiormq.Channel, message_id: str, tag: int, confirmation: asyncio.Future[Any]
+) -> None:
     if channel.message_id_delivery_tag.get(message_id) == tag:
         del channel.message_id_delivery_tag[message_id]
+    if not confirmation.cancelled():
+        confirmation.exception()  # a publisher that stopped waiting logs nothing
 
 
 def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
